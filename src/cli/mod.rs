@@ -1,0 +1,101 @@
+//! The command line: parses arguments into validated values, calls the library, prints.
+//! No business logic lives here (ripgrep's "low args -> high args" split: clap parses
+//! strings; `TimeArgs::filter` and friends turn them into domain values once).
+
+mod output;
+mod read;
+mod write;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use ordo::domain::{Position, Timestamp};
+use ordo::ledger::Filter;
+
+pub use output::Format;
+
+/// ordo: an event-sourced order ledger. Append order events, read any order as it was at any
+/// time, and prove that history was not rewritten.
+#[derive(Parser, Debug)]
+#[command(name = "ordo", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The ledger directory.
+    #[arg(long, global = true, env = "ORDO_DATA_DIR", default_value = "./ordo-data")]
+    pub data_dir: PathBuf,
+
+    /// Output format of reading commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Append one event, or an NDJSON batch atomically (--file).
+    Append(write::AppendArgs),
+    /// Bulk-load NDJSON of any size: validated first, then committed in durable batches.
+    Import(write::ImportArgs),
+    /// Write stored events as NDJSON envelopes.
+    Export(write::ExportArgs),
+    /// Generate a deterministic, realistic NDJSON workload.
+    Generate(write::GenerateArgs),
+    /// An order's events.
+    History(read::OrderArgs),
+    /// An order's state.
+    State(read::OrderArgs),
+    /// Re-read every event and check checksums, positions, versions and the hash chain.
+    Verify,
+    /// Counts, head and size of the ledger.
+    Stats,
+}
+
+/// The time filters of product.md section 5.
+#[derive(Args, Debug, Default)]
+pub struct TimeArgs {
+    /// Only events recorded at or before TIME (what the ledger knew then).
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<String>,
+    /// Only events that occurred at or before TIME (what had happened by then).
+    #[arg(long, value_name = "TIME")]
+    valid_at: Option<String>,
+    /// Only events at or before position P.
+    #[arg(long, value_name = "P")]
+    at_position: Option<u64>,
+}
+
+/// Parses a time argument, naming the flag on error.
+pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp, ordo::Error> {
+    Timestamp::parse(text).map_err(|e| ordo::Error::InvalidInput(format!("{flag}: {e}")))
+}
+
+impl TimeArgs {
+    fn filter(&self) -> Result<Filter, ordo::Error> {
+        Ok(Filter {
+            as_of: self.as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?,
+            valid_at: self
+                .valid_at
+                .as_deref()
+                .map(|t| parse_time("--valid-at", t))
+                .transpose()?,
+            at_position: self.at_position.map(Position),
+        })
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    let out = &mut std::io::stdout().lock();
+    match &cli.command {
+        Command::Append(args) => write::append(cli, args, out),
+        Command::Import(args) => write::import(cli, args, out),
+        Command::Export(args) => write::export(cli, args, out),
+        Command::Generate(args) => write::generate(args, out),
+        Command::History(args) => read::history(cli, args, out),
+        Command::State(args) => read::state(cli, args, out),
+        Command::Verify => read::verify(cli, out),
+        Command::Stats => read::stats(cli, out),
+    }
+}

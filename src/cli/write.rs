@@ -1,0 +1,237 @@
+//! Writing commands (append, import) and the NDJSON producers (export, generate).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{Map, Value};
+
+use ordo::Error;
+use ordo::domain::Position;
+use ordo::generate::GenerateOptions;
+use ordo::ledger::{self, BATCH_EVENTS_MAX, BatchResult, ImportOptions, LINE_BYTES_MAX, Ledger, Lines};
+use ordo::store::Access;
+
+use super::read::Bar;
+use super::{Cli, output, parse_time};
+
+#[derive(Args, Debug)]
+pub struct AppendArgs {
+    /// The order id.
+    #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+    order: Option<String>,
+    /// The event type (order_placed, item_added, ...).
+    #[arg(long = "type", value_name = "TYPE", required_unless_present = "file", conflicts_with = "file")]
+    event_type: Option<String>,
+    /// The event's data: JSON text, @FILE, or - for standard input.
+    #[arg(long, value_name = "JSON|@FILE|-", required_unless_present = "file", conflicts_with = "file")]
+    data: Option<String>,
+    /// Append only if the order's last version is N (0: the order must not exist).
+    #[arg(long, value_name = "N", conflicts_with = "file")]
+    expected_version: Option<u64>,
+    /// Idempotency key (a UUID); assigned when absent.
+    #[arg(long, value_name = "UUID", conflicts_with = "file")]
+    event_id: Option<String>,
+    /// When it happened in the business (RFC 3339 or a date); defaults to now.
+    #[arg(long, value_name = "TIME", conflicts_with = "file")]
+    occurred_at: Option<String>,
+    /// Who records the event.
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    actor: Option<String>,
+    /// Correlation id.
+    #[arg(long, value_name = "X", conflicts_with = "file")]
+    correlation_id: Option<String>,
+    /// Causation id.
+    #[arg(long, value_name = "X", conflicts_with = "file")]
+    causation_id: Option<String>,
+    /// An NDJSON batch (FILE, or - for standard input), appended atomically in one commit.
+    #[arg(long, value_name = "FILE|-")]
+    file: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The NDJSON file, or - for standard input.
+    input: String,
+    /// The input is an `ordo export`: keep its positions, timestamps and hashes.
+    #[arg(long)]
+    preserve: bool,
+    /// Events per durable commit.
+    #[arg(long, value_name = "N", default_value_t = 5_000)]
+    batch_events: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// First position to export.
+    #[arg(long, value_name = "P", default_value_t = 1)]
+    from_position: u64,
+    /// Last position to export.
+    #[arg(long, value_name = "P")]
+    to_position: Option<u64>,
+    /// Only events recorded at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    as_of: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Number of orders (about 6 events each).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    orders: u64,
+    /// Seed: the same seed gives the same workload.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// When the first order is placed.
+    #[arg(long, value_name = "DATE", default_value = "2026-01-01")]
+    start: String,
+    /// Placements spread over this many days.
+    #[arg(long, value_name = "N", default_value_t = 180)]
+    days: u32,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Reads at most `LINE_BYTES_MAX` bytes of text: from a file (`@FILE`), standard input
+/// (`-`), or the argument itself.
+fn read_data(arg: &str) -> Result<String, Error> {
+    let limit = LINE_BYTES_MAX as u64 + 1;
+    let mut text = String::new();
+    let read = match arg {
+        "-" => std::io::stdin().lock().take(limit).read_to_string(&mut text).map_err(|e| Error::io("<stdin>", e)),
+        _ if arg.starts_with('@') => {
+            let path = &arg[1..];
+            File::open(path)
+                .and_then(|f| f.take(limit).read_to_string(&mut text))
+                .map_err(|e| Error::io(path, e))
+        }
+        _ => return Ok(arg.to_owned()),
+    };
+    read?;
+    if text.len() > LINE_BYTES_MAX {
+        return Err(Error::InvalidInput(format!("--data is longer than {LINE_BYTES_MAX} bytes")));
+    }
+    Ok(text)
+}
+
+/// Builds the input event from flags, so that flags and NDJSON share one parser and one set
+/// of messages.
+fn event_from_flags(args: &AppendArgs) -> Result<ledger::NewEvent, Error> {
+    let data_text = read_data(args.data.as_deref().unwrap_or_default())?;
+    let data: Value = serde_json::from_str(&data_text)
+        .map_err(|e| Error::InvalidInput(format!("field `data`: not valid JSON ({e})")))?;
+    let mut event = Map::new();
+    event.insert("order_id".into(), args.order.clone().into());
+    event.insert("type".into(), args.event_type.clone().into());
+    event.insert("data".into(), data);
+    let optional = [
+        ("occurred_at", &args.occurred_at),
+        ("event_id", &args.event_id),
+        ("actor", &args.actor),
+        ("correlation_id", &args.correlation_id),
+        ("causation_id", &args.causation_id),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            event.insert(key.into(), v.clone().into());
+        }
+    }
+    if let Some(v) = args.expected_version {
+        event.insert("expected_version".into(), v.into());
+    }
+    ledger::parse_event(&Value::Object(event).to_string())
+}
+
+fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
+    let reader: Box<dyn BufRead> = if source == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        Box::new(BufReader::new(File::open(source).map_err(|e| Error::io(source, e))?))
+    };
+    let mut lines = Lines::new(reader);
+    let mut events = Vec::new();
+    while let Some((line, text)) = lines.next_line()? {
+        if events.len() == BATCH_EVENTS_MAX {
+            return Err(Error::InvalidInput(format!(
+                "a batch holds at most {BATCH_EVENTS_MAX} events; use `ordo import` for more"
+            )));
+        }
+        events.push((line, ledger::parse_event(text).map_err(|e| e.at_line(line))?));
+    }
+    if events.is_empty() {
+        return Err(Error::InvalidInput(format!("{source} holds no events")));
+    }
+    Ok(events)
+}
+
+pub fn append(cli: &Cli, args: &AppendArgs, out: &mut dyn Write) -> Result<()> {
+    // Parse everything before opening (and so creating) the ledger.
+    match &args.file {
+        Some(source) => {
+            let events = read_batch(source)?;
+            let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+            let mut result = BatchResult::default();
+            result.add(&ledger.append_batch(events)?);
+            output::object(out, cli.format, &serde_json::to_value(result)?)
+        }
+        None => {
+            let event = event_from_flags(args)?;
+            let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+            let result = ledger.append(event)?;
+            output::object(out, cli.format, &serde_json::to_value(result)?)
+        }
+    }
+}
+
+/// Standard input is read twice by import (validate, then write), so it is spooled to a
+/// private temporary file first.
+fn spool_stdin() -> Result<tempfile::NamedTempFile, Error> {
+    let mut file = tempfile::NamedTempFile::new().map_err(|e| Error::io("temporary file", e))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| Error::io("<stdin>", e))?;
+    Ok(file)
+}
+
+pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
+    let spooled = if args.input == "-" { Some(spool_stdin()?) } else { None };
+    let path = spooled.as_ref().map_or_else(|| Path::new(&args.input), |f| f.path());
+    if !path.is_file() {
+        return Err(Error::NotFound(format!("input file {} does not exist", path.display())).into());
+    }
+    let options = ImportOptions {
+        preserve: args.preserve,
+        batch_events: args.batch_events,
+    };
+    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+    let result = ledger::import(&ledger, path, &options, &Bar::new())?;
+    output::object(out, cli.format, &serde_json::to_value(result)?)
+}
+
+pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+    let as_of = args.as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?;
+    let ledger = Ledger::open(&cli.data_dir, Access::ReadOnly)?;
+    let mut buffered = BufWriter::new(out);
+    ledger::export(&ledger, Position(args.from_position), args.to_position.map(Position), as_of, &mut buffered)?;
+    Ok(())
+}
+
+pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<()> {
+    let options = GenerateOptions {
+        orders: args.orders,
+        seed: args.seed,
+        start: parse_time("--start", &args.start)?,
+        days: args.days,
+    };
+    match &args.output {
+        Some(path) => {
+            let file = File::create(path).map_err(|e| Error::io(path, e))?;
+            ordo::generate::generate(&options, &mut BufWriter::new(file))?;
+        }
+        None => {
+            ordo::generate::generate(&options, &mut BufWriter::new(out))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The library's one error type. Variants are grouped by what the caller does next: fix the
+//! input, accept the refusal, re-read and retry, or stop and investigate. Each maps to one exit
+//! code of product.md section 7.
+
+use std::path::PathBuf;
+
+use crate::domain::{Position, Rejection};
+
+/// Everything that can go wrong in ordo.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is malformed: bad JSON, a schema violation, a bad time, an over-limit batch.
+    /// Fix the input; nothing was written. Exit 2.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// An order rule refused the event (product.md section 3). Nothing was written. Exit 3.
+    #[error("{0}")]
+    Rejected(Rejection),
+
+    /// `expected_version` did not match, or an event id was reused with other content. Re-read
+    /// the order and decide again. Exit 4.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// The ledger, an order or a file does not exist. Exit 1.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// Another process has the ledger open for writing. Wait for it, or use its server. Exit 1.
+    #[error(
+        "ledger {} is in use by another process; stop it or wait for it to finish",
+        path.display()
+    )]
+    LedgerInUse {
+        /// The ledger directory.
+        path: PathBuf,
+    },
+
+    /// RocksDB or the file system failed. Nothing acknowledged is lost; the operation may be
+    /// retried (with the same event ids) once the cause is fixed. Exit 1.
+    #[error("storage error: {0}")]
+    Storage(String),
+
+    /// Reading or writing a file the user named failed. Exit 1.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+
+    /// Stored data fails its checks: a checksum, decoding, a gap, a broken hash chain. Stop and
+    /// investigate; never "repair" an audit ledger silently. Exit 5.
+    #[error("verification failed at position {position}: {reason}")]
+    Corruption {
+        /// The first position found bad.
+        position: Position,
+        /// What is wrong there.
+        reason: String,
+    },
+
+    /// An error tied to one line of NDJSON input (1-based).
+    #[error("line {line}: {source}")]
+    AtLine {
+        /// The line number, from 1.
+        line: u64,
+        /// What is wrong with it.
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// A short stable name for the kind of error, used in `{"error":{"kind":..}}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Rejected(_) => "rejected",
+            Error::Conflict(_) => "conflict",
+            Error::NotFound(_) => "not_found",
+            Error::LedgerInUse { .. } => "ledger_in_use",
+            Error::Storage(_) => "storage",
+            Error::Io { .. } => "io",
+            Error::Corruption { .. } => "corruption",
+            Error::AtLine { source, .. } => source.kind(),
+        }
+    }
+
+    /// The process exit code of product.md section 7.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::InvalidInput(_) => 2,
+            Error::Rejected(_) => 3,
+            Error::Conflict(_) => 4,
+            Error::Corruption { .. } => 5,
+            Error::NotFound(_) | Error::LedgerInUse { .. } | Error::Storage(_) | Error::Io { .. } => 1,
+            Error::AtLine { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// Ties this error to a line of input.
+    pub fn at_line(self, line: u64) -> Error {
+        Error::AtLine {
+            line,
+            source: Box::new(self),
+        }
+    }
+
+    /// An I/O error on a file the user named.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<crate::domain::FieldError> for Error {
+    fn from(e: crate::domain::FieldError) -> Error {
+        Error::InvalidInput(e.to_string())
+    }
+}
+
+impl From<Rejection> for Error {
+    fn from(r: Rejection) -> Error {
+        Error::Rejected(r)
+    }
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,163 @@
+//! The ledger: the library's public face. Open a directory, append through the sequencer,
+//! read events and order states (now or at any point in time), verify, import and export.
+//! The CLI and the (later) HTTP server are thin layers over this.
+
+mod filter;
+mod import;
+mod input;
+mod sequencer;
+mod stage;
+mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use filter::Filter;
+pub use import::{BatchResult, ImportOptions, NoProgress, Progress, export, import};
+pub use input::{LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id};
+pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer};
+pub use stage::AppendResult;
+pub use verify::VerifyReport;
+
+use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply};
+use crate::error::{Error, Result};
+use crate::store::{Access, Durability, Head, Store};
+
+/// An open ledger. Opened for writing it owns the directory's lock and the sequencer.
+pub struct Ledger {
+    store: Arc<Store>,
+    sequencer: Option<Sequencer>,
+}
+
+/// What `ordo stats` reports.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Events stored.
+    pub events: u64,
+    /// Orders (streams).
+    pub orders: u64,
+    /// Position of the last event.
+    pub head_position: Position,
+    /// Hash of the last event.
+    pub head_hash: String,
+    /// Snapshots stored (snapshots arrive with the replay engine).
+    pub snapshots: u64,
+    /// Bytes of the ledger's files on disk.
+    pub bytes: u64,
+}
+
+impl Ledger {
+    /// Opens the ledger in `path`, with fsync'ed commits when writing.
+    pub fn open(path: &Path, access: Access) -> Result<Ledger> {
+        Ledger::open_with(path, access, Durability::Sync)
+    }
+
+    /// Opens the ledger in `path` with the given commit durability.
+    pub fn open_with(path: &Path, access: Access, durability: Durability) -> Result<Ledger> {
+        let store = Arc::new(Store::open(path, access)?);
+        let sequencer = match access {
+            Access::ReadWrite => Some(Sequencer::start(store.clone(), store.head()?, durability)?),
+            Access::ReadOnly => None,
+        };
+        Ok(Ledger { store, sequencer })
+    }
+
+    /// The underlying store (reads only; writes go through the sequencer).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn sequencer(&self) -> Result<&Sequencer> {
+        self.sequencer.as_ref().ok_or_else(|| {
+            Error::Storage("the ledger was opened read-only; open it for writing to append".to_owned())
+        })
+    }
+
+    /// Appends one event and waits until it is durable.
+    pub fn append(&self, event: NewEvent) -> Result<AppendResult> {
+        let mut results = self.sequencer()?.submit(vec![(None, event)])?;
+        Ok(results.pop().expect("one event submitted, one result"))
+    }
+
+    /// Appends a batch atomically (all or none) in one durable commit. Each event carries
+    /// its input line number for error messages.
+    pub fn append_batch(&self, events: Vec<(u64, NewEvent)>) -> Result<Vec<AppendResult>> {
+        self.sequencer()?
+            .submit(events.into_iter().map(|(line, e)| (Some(line), e)).collect())
+    }
+
+    /// The head of the log.
+    pub fn head(&self) -> Result<Head> {
+        self.store.head()
+    }
+
+    /// The events of one order that pass `filter`, in version order. `NotFound` if the
+    /// order has no events at all.
+    pub fn history(&self, order_id: &OrderId, filter: &Filter) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut any = false;
+        for event in self.store.order_events(order_id) {
+            let event = event?;
+            any = true;
+            if filter.admits(&event) {
+                events.push(event);
+            }
+        }
+        if !any {
+            return Err(order_not_found(order_id));
+        }
+        Ok(events)
+    }
+
+    /// The state of one order as `filter` sees it: a fold of the events it admits. Without
+    /// a filter, the `order_state` projection (which always equals that fold).
+    pub fn state(&self, order_id: &OrderId, filter: &Filter) -> Result<OrderState> {
+        if filter.is_unfiltered() {
+            return self.store.order_state(order_id)?.ok_or_else(|| order_not_found(order_id));
+        }
+        let state = self
+            .history(order_id, filter)?
+            .iter()
+            .fold(None, |state, event| apply(state, event));
+        state.ok_or_else(|| {
+            Error::NotFound(format!(
+                "order {order_id} had not been placed at that point ({})",
+                filter.describe()
+            ))
+        })
+    }
+
+    /// Checks every stored event: checksums, decoding, gapless positions and versions, the
+    /// indexes and the hash chain. `progress` is told of each event checked.
+    pub fn verify(&self, progress: &dyn Progress) -> Result<VerifyReport> {
+        verify::verify(&self.store, progress)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<Stats> {
+        let head = self.store.head()?;
+        Ok(Stats {
+            events: head.position.0,
+            orders: head.orders,
+            head_position: head.position,
+            head_hash: head.hash.to_hex(),
+            snapshots: 0,
+            bytes: self.store.disk_bytes()?,
+        })
+    }
+
+    /// The hash of the event at `position` (the genesis value for 0).
+    pub fn hash_at(&self, position: Position) -> Result<Hash> {
+        if position.0 == 0 {
+            return Ok(crate::store::chain::GENESIS);
+        }
+        self.store
+            .event(position)?
+            .map(|e| e.hash)
+            .ok_or_else(|| Error::NotFound(format!("no event at position {position}")))
+    }
+}
+
+fn order_not_found(order_id: &OrderId) -> Error {
+    Error::NotFound(format!("order {order_id} not found"))
+}

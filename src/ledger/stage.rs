@@ -1,0 +1,337 @@
+//! Staging: turns submitted events into sequenced ones against the current state, without
+//! writing. It checks idempotency (event ids), `expected_version`, the order rules and the
+//! time rules; assigns position, version, recorded_at and hash; and folds the new order
+//! states. It keeps an overlay over the store with an undo log, so one rejected request in a
+//! group commit is rolled back without disturbing the others.
+//!
+//! The sequencer stages for real; `import` stages a whole file in a dry run first (keeping no
+//! events) so that a bad line anywhere means nothing is written.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{
+    Event, EventData, EventId, OCCURRED_AHEAD_MICROS_MAX, OrderId, OrderState, Position,
+    SCHEMA_VERSION, Timestamp, Version, apply, decide,
+};
+use crate::error::{Error, Result};
+use crate::store::{Head, Store, chain};
+
+use super::input::NewEvent;
+
+/// What an append did: the product.md "append result".
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppendResult {
+    /// Position of the event (the original's for a duplicate).
+    pub position: Position,
+    /// The order.
+    pub order_id: OrderId,
+    /// Version of the event in its order.
+    pub version: Version,
+    /// The event's id.
+    pub event_id: EventId,
+    /// When it was recorded.
+    pub recorded_at: Timestamp,
+    /// True when the event id was already stored with the same content: nothing was written.
+    pub duplicate: bool,
+}
+
+/// The identity of an event's content, for idempotency: order, type and data.
+type ContentDigest = [u8; 32];
+
+fn content_digest(order_id: &OrderId, data: &EventData) -> ContentDigest {
+    let mut bytes = Vec::with_capacity(256);
+    chain::write_canonical(
+        &serde_json::json!({
+            "order_id": order_id.as_str(),
+            "type": data.event_type().as_str(),
+            "data": data.to_json(),
+        }),
+        &mut bytes,
+    );
+    Sha256::digest(&bytes).into()
+}
+
+enum Undo {
+    State(OrderId, Option<OrderState>),
+    Id(EventId),
+}
+
+/// A point to roll back to.
+pub struct Checkpoint {
+    head: Head,
+    events_len: usize,
+    undo_len: usize,
+}
+
+/// Staged id: where it went and what it carried.
+struct StagedId {
+    result: AppendResult,
+    digest: ContentDigest,
+}
+
+/// An overlay of staged events over the store.
+pub struct Stage<'s> {
+    store: &'s Store,
+    head: Head,
+    states: HashMap<OrderId, OrderState>,
+    ids: HashMap<EventId, StagedId>,
+    events: Vec<Event>,
+    keep_events: bool,
+    undo: Vec<Undo>,
+}
+
+impl<'s> Stage<'s> {
+    /// A stage over `store` whose last committed event is `head`. A dry run (`keep_events`
+    /// false) checks everything but keeps no events.
+    pub fn new(store: &'s Store, head: Head, keep_events: bool) -> Stage<'s> {
+        Stage {
+            store,
+            head,
+            states: HashMap::new(),
+            ids: HashMap::new(),
+            events: Vec::new(),
+            keep_events,
+            undo: Vec::new(),
+        }
+    }
+
+    /// The head after everything staged so far.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Remembers the current point so that `rollback` can return to it.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            head: self.head,
+            events_len: self.events.len(),
+            undo_len: self.undo.len(),
+        }
+    }
+
+    /// Forgets everything staged since `checkpoint`.
+    pub fn rollback(&mut self, checkpoint: Checkpoint) {
+        while self.undo.len() > checkpoint.undo_len {
+            match self.undo.pop().expect("the loop condition says it is not empty") {
+                Undo::State(order_id, Some(previous)) => {
+                    self.states.insert(order_id, previous);
+                }
+                Undo::State(order_id, None) => {
+                    self.states.remove(&order_id);
+                }
+                Undo::Id(event_id) => {
+                    self.ids.remove(&event_id);
+                }
+            }
+        }
+        self.events.truncate(checkpoint.events_len);
+        self.head = checkpoint.head;
+    }
+
+    /// Staged events and the states of the orders they touched, leaving the stage empty
+    /// (its head stays).
+    pub fn take(&mut self) -> (Vec<Event>, HashMap<OrderId, OrderState>) {
+        self.undo.clear();
+        self.ids.clear();
+        (
+            std::mem::take(&mut self.events),
+            std::mem::take(&mut self.states),
+        )
+    }
+
+    fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
+        match self.states.get(order_id) {
+            Some(state) => Ok(Some(state.clone())),
+            None => self.store.order_state(order_id),
+        }
+    }
+
+    /// If `event_id` is already stored or staged: the original's result when the content
+    /// digest is the same, a conflict when it differs.
+    fn duplicate_of(&self, event_id: &EventId, digest: &ContentDigest) -> Result<Option<AppendResult>> {
+        let (original, original_digest) = if let Some(staged) = self.ids.get(event_id) {
+            (staged.result.clone(), staged.digest)
+        } else if let Some(position) = self.store.event_position(event_id)? {
+            let event = self.store.event(position)?.ok_or_else(|| Error::Corruption {
+                position,
+                reason: format!("event id {event_id} points to a missing event"),
+            })?;
+            let digest = content_digest(&event.order_id, &event.data);
+            let result = AppendResult {
+                position,
+                order_id: event.order_id,
+                version: event.version,
+                event_id: *event_id,
+                recorded_at: event.recorded_at,
+                duplicate: true,
+            };
+            (result, digest)
+        } else {
+            return Ok(None);
+        };
+        if &original_digest != digest {
+            return Err(Error::Conflict(format!(
+                "event_id {event_id} is already used by event {} of order {} with other content",
+                original.position, original.order_id
+            )));
+        }
+        Ok(Some(AppendResult {
+            duplicate: true,
+            ..original
+        }))
+    }
+
+    /// Stages one event, with `now` as the clock. On error nothing is staged.
+    pub fn stage(&mut self, new: NewEvent, now: Timestamp) -> Result<AppendResult> {
+        let digest = new
+            .event_id
+            .map(|_| content_digest(&new.order_id, &new.data));
+        if let (Some(event_id), Some(digest)) = (&new.event_id, &digest)
+            && let Some(original) = self.duplicate_of(event_id, digest)?
+        {
+            return Ok(original);
+        }
+        let state = self.state(&new.order_id)?;
+        let current = state.as_ref().map_or(Version(0), |s| s.version);
+        if let Some(expected) = new.expected_version
+            && expected != current
+        {
+            return Err(Error::Conflict(format!(
+                "order {} is at version {current}, but expected_version is {expected}",
+                new.order_id
+            )));
+        }
+        decide(&new.order_id, state.as_ref(), &new.data)?;
+        let event = self.sequence(new, current.next(), now)?;
+        let result = AppendResult {
+            position: event.position,
+            order_id: event.order_id.clone(),
+            version: event.version,
+            event_id: event.event_id,
+            recorded_at: event.recorded_at,
+            duplicate: false,
+        };
+        let next = apply(state, &event)
+            .expect("an event the rules accepted always yields an order state");
+        let previous = self.states.insert(event.order_id.clone(), next);
+        self.undo.push(Undo::State(event.order_id.clone(), previous));
+        if let Some(digest) = digest {
+            self.ids.insert(
+                event.event_id,
+                StagedId {
+                    result: result.clone(),
+                    digest,
+                },
+            );
+            self.undo.push(Undo::Id(event.event_id));
+        }
+        let placed = matches!(event.data, EventData::OrderPlaced(_));
+        self.head = Head {
+            position: event.position,
+            hash: event.hash,
+            recorded_at: Some(event.recorded_at),
+            orders: self.head.orders + u64::from(placed),
+        };
+        if self.keep_events {
+            self.events.push(event);
+        }
+        Ok(result)
+    }
+
+    /// Assigns (or, for `--preserve`, checks) position, recorded_at, event id and hash.
+    fn sequence(&self, new: NewEvent, version: Version, now: Timestamp) -> Result<Event> {
+        let position = self.head.position.next();
+        let last = self.head.recorded_at;
+        let recorded_at = match &new.preserved {
+            None => match last {
+                // recorded_at strictly increases with position, even if the clock steps back.
+                Some(last) if now <= last => last.next_micro(),
+                _ => now,
+            },
+            Some(p) => {
+                check_preserved(p, position, version, last)?;
+                p.recorded_at
+            }
+        };
+        let occurred_at = new.occurred_at.unwrap_or(recorded_at);
+        if occurred_at.micros() > recorded_at.micros().saturating_add(OCCURRED_AHEAD_MICROS_MAX) {
+            return Err(crate::domain::FieldError::new(
+                "occurred_at",
+                format!(
+                    "{occurred_at} is more than 5 minutes after the recording time {recorded_at}"
+                ),
+            )
+            .into());
+        }
+        let mut event = Event {
+            position,
+            order_id: new.order_id,
+            version,
+            event_id: new.event_id.unwrap_or_else(|| EventId(uuid::Uuid::now_v7())),
+            schema_version: SCHEMA_VERSION,
+            recorded_at,
+            occurred_at,
+            actor: new.actor,
+            correlation_id: new.correlation_id,
+            causation_id: new.causation_id,
+            data: new.data,
+            hash: crate::domain::Hash::default(),
+        };
+        event.hash = chain::chain(&self.head.hash, &event);
+        if let Some(p) = new.preserved
+            && p.hash != event.hash
+        {
+            return Err(Error::Corruption {
+                position,
+                reason: format!(
+                    "the input's hash {} differs from {} recomputed from the event and its predecessor",
+                    p.hash, event.hash
+                ),
+            });
+        }
+        Ok(event)
+    }
+}
+
+/// `import --preserve` continues a ledger exactly: the input's position and version must be the
+/// next ones, and its recorded_at must increase.
+fn check_preserved(
+    p: &super::input::Preserved,
+    position: Position,
+    version: Version,
+    last: Option<Timestamp>,
+) -> Result<()> {
+    use crate::domain::FieldError;
+    if p.position != position {
+        return Err(FieldError::new(
+            "position",
+            format!(
+                "is {}, but the ledger's next position is {position} (a preserved import must continue the ledger's head)",
+                p.position
+            ),
+        )
+        .into());
+    }
+    if p.version != version {
+        return Err(FieldError::new(
+            "version",
+            format!("is {}, but the order's next version is {version}", p.version),
+        )
+        .into());
+    }
+    if let Some(last) = last
+        && p.recorded_at <= last
+    {
+        return Err(FieldError::new(
+            "recorded_at",
+            format!(
+                "{} is not after the previous event's {last}",
+                p.recorded_at
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}

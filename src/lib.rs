@@ -1,0 +1,19 @@
+//! ordo: an event-sourced order ledger on RocksDB.
+//!
+//! Every change to an order is an immutable, hash-chained event in an append-only log;
+//! projections fold the log into current state, and any moment of history can be rebuilt.
+//! The codemap is in `docs/ARCHITECTURE.md`; the CLI contract in `shared/product.md`.
+//!
+//! - [`domain`]: event types, order state, the rules and the fold. No I/O.
+//! - [`store`]: RocksDB, keys, the record codec and the hash chain. The only I/O on the ledger.
+//! - [`ledger`]: the public API: open, append (through the sequencer), read, verify.
+//! - [`generate`]: deterministic realistic workloads.
+//! - `cli` (binary only): parses arguments and prints.
+
+pub mod domain;
+pub mod error;
+pub mod generate;
+pub mod ledger;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,39 @@
+//! The `ordo` binary: parse, run, map errors to the exit codes of product.md section 7.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let (kind, code) = match error.downcast_ref::<ordo::Error>() {
+                Some(e) => (e.kind(), e.exit_code()),
+                None => ("io", 1),
+            };
+            // A closed pipe (`ordo history X | head`) is not an error worth a message.
+            let broken_pipe = error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+            if !broken_pipe {
+                eprintln!("error: {error:#}");
+                if args.format == cli::Format::Json {
+                    let json = serde_json::json!({"error": {"kind": kind, "message": format!("{error:#}")}});
+                    eprintln!("{json}");
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The store: the only module that touches RocksDB and bytes on disk.
+//!
+//! Column families (docs/format.md has every byte):
+//! - `events`: position -> event record. The log; keys are never updated or deleted.
+//! - `order_index`: (order id, version) -> position. One order's stream in version order.
+//! - `event_ids`: event id -> position. Idempotency for the life of the ledger.
+//! - `order_state`: order id -> order state. The per-order projection, kept in the same
+//!   commit as the events it folds.
+//! - `meta`: format version and the head (position, hash, recorded_at, orders).
+//!
+//! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
+//! the WAL is fsynced.
+
+pub mod chain;
+pub mod codec;
+pub mod keys;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Event, EventId, Hash, OrderId, OrderState, Position, Timestamp, Version};
+use crate::error::{Error, Result};
+
+/// Column family names.
+pub const CF_EVENTS: &str = "events";
+/// See the module docs.
+pub const CF_ORDER_INDEX: &str = "order_index";
+/// See the module docs.
+pub const CF_EVENT_IDS: &str = "event_ids";
+/// See the module docs.
+pub const CF_ORDER_STATE: &str = "order_state";
+/// See the module docs.
+pub const CF_META: &str = "meta";
+const COLUMN_FAMILIES: [&str; 5] = [CF_EVENTS, CF_ORDER_INDEX, CF_EVENT_IDS, CF_ORDER_STATE, CF_META];
+
+/// The ledger format this code reads and writes (stored in `meta`).
+pub const LEDGER_FORMAT_VERSION: u8 = 1;
+
+/// The name of the lock file a writer holds inside the ledger directory.
+pub const LOCK_FILE: &str = "ordo.lock";
+
+/// How a ledger is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reading only; works while another process writes. Fails if the ledger does not exist.
+    ReadOnly,
+    /// The single writer; creates the ledger on first use.
+    ReadWrite,
+}
+
+/// Whether a commit waits for the WAL to reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the WAL before returning: an acknowledged commit survives a crash or power cut.
+    Sync,
+    /// Return once the write is in the OS page cache: survives a process crash, not a power
+    /// cut. Only for tests and benchmarks that need a negative control.
+    NoSync,
+}
+
+/// The last committed event: what the next commit chains to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Position of the last event (0 when empty).
+    pub position: Position,
+    /// Hash of the last event (the genesis value when empty).
+    pub hash: Hash,
+    /// recorded_at of the last event.
+    pub recorded_at: Option<Timestamp>,
+    /// Number of orders (streams) in the ledger.
+    pub orders: u64,
+}
+
+impl Head {
+    /// The head of an empty ledger.
+    pub fn genesis() -> Head {
+        Head {
+            position: Position(0),
+            hash: chain::GENESIS,
+            recorded_at: None,
+            orders: 0,
+        }
+    }
+}
+
+/// What one commit writes: events in position order, the order states they produce, and the
+/// new head.
+pub struct Commit<'a> {
+    /// New events, contiguous positions following the current head.
+    pub events: &'a [Event],
+    /// The state of every order those events touched.
+    pub states: Vec<&'a OrderState>,
+    /// The head after the commit.
+    pub head: Head,
+}
+
+/// An open ledger database.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    /// Held for a writer's lifetime: the OS releases the lock when the process dies.
+    _lock: Option<fs::File>,
+}
+
+fn storage(e: rocksdb::Error) -> Error {
+    Error::Storage(e.into_string())
+}
+
+fn options() -> Options {
+    let mut opts = Options::default();
+    // Built without snappy; name the compression we have, never rely on the default.
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts
+}
+
+impl Store {
+    /// Opens the ledger in `path`.
+    pub fn open(path: &Path, access: Access) -> Result<Store> {
+        let lock = match access {
+            Access::ReadWrite => Some(lock_dir(path)?),
+            Access::ReadOnly => {
+                if !path.join("CURRENT").is_file() {
+                    return Err(Error::NotFound(format!(
+                        "no ledger at {} (a ledger is created by the first write; pass --data-dir or set ORDO_DATA_DIR)",
+                        path.display()
+                    )));
+                }
+                None
+            }
+        };
+        let mut db_opts = options();
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options()));
+        let db = match access {
+            Access::ReadWrite => {
+                db_opts.create_if_missing(true);
+                db_opts.create_missing_column_families(true);
+                DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?
+            }
+            Access::ReadOnly => {
+                DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?
+            }
+        };
+        let store = Store {
+            db,
+            path: path.to_owned(),
+            _lock: lock,
+        };
+        store.check_format(access)?;
+        Ok(store)
+    }
+
+    /// The ledger directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created when the ledger is opened")
+    }
+
+    fn check_format(&self, access: Access) -> Result<()> {
+        let meta = self.cf(CF_META);
+        match self.db.get_cf(meta, keys::META_FORMAT).map_err(storage)? {
+            Some(v) if v.as_slice() == [LEDGER_FORMAT_VERSION] => Ok(()),
+            Some(v) => Err(Error::Storage(format!(
+                "ledger {} has format version {:?}; this ordo reads version {LEDGER_FORMAT_VERSION}",
+                self.path.display(),
+                v
+            ))),
+            None if access == Access::ReadWrite => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(meta, keys::META_FORMAT, [LEDGER_FORMAT_VERSION]);
+                batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&Head::genesis()));
+                self.write(batch, Durability::Sync)
+            }
+            None => Err(Error::Storage(format!(
+                "{} is not an ordo ledger (no format version)",
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(durability == Durability::Sync);
+        self.db.write_opt(batch, &opts).map_err(storage)
+    }
+
+    /// The head: last position, its hash, its recorded_at, and the order count. Checked
+    /// against the last stored event.
+    pub fn head(&self) -> Result<Head> {
+        let raw = self
+            .db
+            .get_cf(self.cf(CF_META), keys::META_HEAD)
+            .map_err(storage)?
+            .ok_or_else(|| Error::Storage("the ledger has no head record".to_owned()))?;
+        let head = codec::decode_head(&raw).map_err(|reason| Error::Corruption {
+            position: Position(0),
+            reason: format!("head record: {reason}"),
+        })?;
+        let last = self.last_position()?;
+        if last != head.position {
+            return Err(Error::Corruption {
+                // The first position where the log and the head disagree.
+                position: Position(last.min(head.position).0 + 1),
+                reason: format!(
+                    "the head record says position {} but the last stored event is at {last}",
+                    head.position
+                ),
+            });
+        }
+        Ok(head)
+    }
+
+    fn last_position(&self) -> Result<Position> {
+        let mut iter = self.db.iterator_cf(self.cf(CF_EVENTS), IteratorMode::End);
+        match iter.next() {
+            None => Ok(Position(0)),
+            Some(item) => {
+                let (key, _) = item.map_err(storage)?;
+                keys::decode_event_key(&key).ok_or_else(|| Error::Corruption {
+                    position: Position(0),
+                    reason: format!("malformed event key of {} bytes", key.len()),
+                })
+            }
+        }
+    }
+
+    /// The event at `position`, decoded and checked.
+    pub fn event(&self, position: Position) -> Result<Option<Event>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_EVENTS), keys::event_key(position))
+            .map_err(storage)?;
+        raw.map(|bytes| decode_checked(position, &bytes)).transpose()
+    }
+
+    /// Events from position `from` (inclusive) on, in position order, each decoded and
+    /// checked against its key.
+    pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
+        let start = keys::event_key(from);
+        self.db
+            .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&start, Direction::Forward))
+            .map(|item| {
+                let (key, value) = item.map_err(storage)?;
+                let position = keys::decode_event_key(&key).ok_or_else(|| Error::Corruption {
+                    position: Position(0),
+                    reason: format!("malformed event key of {} bytes", key.len()),
+                })?;
+                decode_checked(position, &value)
+            })
+    }
+
+    /// Positions of one order's events, in version order, with their versions.
+    pub fn order_positions(
+        &self,
+        order_id: &OrderId,
+    ) -> impl Iterator<Item = Result<(Version, Position)>> + '_ {
+        let prefix = keys::order_prefix(order_id);
+        let mut upper = prefix.clone();
+        *upper.last_mut().expect("the prefix ends with 0x00") = 1;
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper);
+        let prefix_len = prefix.len();
+        self.db
+            .iterator_cf_opt(
+                self.cf(CF_ORDER_INDEX),
+                opts,
+                IteratorMode::From(&prefix, Direction::Forward),
+            )
+            .map(move |item| {
+                let (key, value) = item.map_err(storage)?;
+                let version = key
+                    .get(prefix_len..)
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map(|v| Version(u64::from_be_bytes(v)));
+                match (version, keys::decode_position(&value)) {
+                    (Some(version), Some(position)) => Ok((version, position)),
+                    _ => Err(Error::Corruption {
+                        position: Position(0),
+                        reason: "malformed order index entry".to_owned(),
+                    }),
+                }
+            })
+    }
+
+    /// The events of one order, in version order.
+    pub fn order_events(&self, order_id: &OrderId) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.order_positions(order_id).map(move |item| {
+            let (version, position) = item?;
+            let event = self.event(position)?.ok_or_else(|| Error::Corruption {
+                position,
+                reason: "the order index points to a missing event".to_owned(),
+            })?;
+            if event.version != version {
+                return Err(Error::Corruption {
+                    position,
+                    reason: format!(
+                        "the order index says version {version}, the event says {}",
+                        event.version
+                    ),
+                });
+            }
+            Ok(event)
+        })
+    }
+
+    /// The position stored for (order, version), if any.
+    pub fn version_position(&self, order_id: &OrderId, version: Version) -> Result<Option<Position>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_ORDER_INDEX), keys::order_index_key(order_id, version))
+            .map_err(storage)?;
+        Ok(raw.and_then(|v| keys::decode_position(&v)))
+    }
+
+    /// The current state of one order, from the `order_state` projection.
+    pub fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_ORDER_STATE), keys::order_state_key(order_id))
+            .map_err(storage)?;
+        raw.map(|bytes| {
+            let state = codec::decode_state(&bytes).map_err(|reason| Error::Corruption {
+                position: Position(0),
+                reason: format!("state of order {order_id}: {reason}"),
+            })?;
+            assert_eq!(
+                &state.order_id, order_id,
+                "an order_state row is keyed by its own order id"
+            );
+            Ok(state)
+        })
+        .transpose()
+    }
+
+    /// The position of the event with this id, if it is stored.
+    pub fn event_position(&self, event_id: &EventId) -> Result<Option<Position>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_EVENT_IDS), keys::event_id_key(event_id))
+            .map_err(storage)?;
+        Ok(raw.and_then(|v| keys::decode_position(&v)))
+    }
+
+    /// Writes one commit atomically: events, index entries, event ids, order states and the
+    /// head, in one `WriteBatch`.
+    pub fn commit(&self, commit: &Commit<'_>, durability: Durability) -> Result<()> {
+        if let (Some(first), Some(last)) = (commit.events.first(), commit.events.last()) {
+            assert_eq!(
+                last.position.0 - first.position.0 + 1,
+                commit.events.len() as u64,
+                "a commit's positions are contiguous"
+            );
+            assert_eq!(last.position, commit.head.position, "the head is the last event");
+            assert_eq!(last.hash, commit.head.hash, "the head hash is the last event's");
+        }
+        let (events, index, ids, states, meta) = (
+            self.cf(CF_EVENTS),
+            self.cf(CF_ORDER_INDEX),
+            self.cf(CF_EVENT_IDS),
+            self.cf(CF_ORDER_STATE),
+            self.cf(CF_META),
+        );
+        let mut batch = WriteBatch::default();
+        for event in commit.events {
+            let position = keys::encode_position(event.position);
+            batch.put_cf(events, keys::event_key(event.position), codec::encode_event(event));
+            batch.put_cf(index, keys::order_index_key(&event.order_id, event.version), position);
+            batch.put_cf(ids, keys::event_id_key(&event.event_id), position);
+        }
+        for state in &commit.states {
+            batch.put_cf(states, keys::order_state_key(&state.order_id), codec::encode_state(state));
+        }
+        batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
+        self.write(batch, durability)
+    }
+
+    /// Bytes used by the ledger's files.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        let entries = fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.path, e))?;
+            let meta = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+            if meta.is_file() {
+                total += meta.len();
+            }
+        }
+        Ok(total)
+    }
+
+    /// Test and tooling access to a raw record, for corruption tests and `verify`.
+    #[doc(hidden)]
+    pub fn raw_event(&self, position: Position) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(CF_EVENTS), keys::event_key(position))
+            .map_err(storage)
+    }
+
+    /// Overwrites a raw event record, bypassing every check. Only for tests that prove
+    /// `verify` detects tampering; the ledger itself never updates an event.
+    #[doc(hidden)]
+    pub fn tamper_raw_event(&self, position: Position, bytes: Option<&[u8]>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        match bytes {
+            Some(b) => batch.put_cf(self.cf(CF_EVENTS), keys::event_key(position), b),
+            None => batch.delete_cf(self.cf(CF_EVENTS), keys::event_key(position)),
+        }
+        self.write(batch, Durability::Sync)
+    }
+}
+
+/// Decodes an event read at `position` and checks it claims that position.
+fn decode_checked(position: Position, bytes: &[u8]) -> Result<Event> {
+    let event = codec::decode_event(bytes).map_err(|reason| Error::Corruption { position, reason })?;
+    if event.position != position {
+        return Err(Error::Corruption {
+            position,
+            reason: format!("the record stored at position {position} says position {}", event.position),
+        });
+    }
+    Ok(event)
+}
+
+/// Creates the ledger directory (owner-only) and takes the writer's lock.
+fn lock_dir(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| Error::io(path, e))?;
+    let lock_path = path.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::LedgerInUse {
+            path: path.to_owned(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+    }
+}
