@@ -44,12 +44,14 @@ pub enum Error {
     Storage(String),
 
     /// Reading or writing a file the user named failed. Exit 1.
-    #[error("{}: {source}", path.display())]
+    // Not a `#[source]`: the message already includes it, and printing the chain would
+    // say it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the OS said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// Stored data fails its checks: a checksum, decoding, a gap, a broken hash chain. Stop and
@@ -63,12 +65,12 @@ pub enum Error {
     },
 
     /// An error tied to one line of NDJSON input (1-based).
-    #[error("line {line}: {source}")]
+    #[error("line {line}: {error}")]
     AtLine {
         /// The line number, from 1.
         line: u64,
         /// What is wrong with it.
-        source: Box<Error>,
+        error: Box<Error>,
     },
 }
 
@@ -84,7 +86,7 @@ impl Error {
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
             Error::Corruption { .. } => "corruption",
-            Error::AtLine { source, .. } => source.kind(),
+            Error::AtLine { error, .. } => error.kind(),
         }
     }
 
@@ -96,7 +98,7 @@ impl Error {
             Error::Conflict(_) => 4,
             Error::Corruption { .. } => 5,
             Error::NotFound(_) | Error::LedgerInUse { .. } | Error::Storage(_) | Error::Io { .. } => 1,
-            Error::AtLine { source, .. } => source.exit_code(),
+            Error::AtLine { error, .. } => error.exit_code(),
         }
     }
 
@@ -104,15 +106,15 @@ impl Error {
     pub fn at_line(self, line: u64) -> Error {
         Error::AtLine {
             line,
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 
     /// An I/O error on a file the user named.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }
