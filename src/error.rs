@@ -97,7 +97,10 @@ impl Error {
             Error::Rejected(_) => 3,
             Error::Conflict(_) => 4,
             Error::Corruption { .. } => 5,
-            Error::NotFound(_) | Error::LedgerInUse { .. } | Error::Storage(_) | Error::Io { .. } => 1,
+            Error::NotFound(_)
+            | Error::LedgerInUse { .. }
+            | Error::Storage(_)
+            | Error::Io { .. } => 1,
             Error::AtLine { error, .. } => error.exit_code(),
         }
     }

@@ -82,7 +82,11 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
     for i in 0..rng.random_range(1..=4) {
         let sku = format!("SKU-{:04}", rng.random_range(0..500) * 4 + i);
         // Now and then a free item (a gift); the first line always costs something.
-        let price = if i > 0 && rng.random_bool(0.03) { 0 } else { rng.random_range(199..=49_999) };
+        let price = if i > 0 && rng.random_bool(0.03) {
+            0
+        } else {
+            rng.random_range(199..=49_999)
+        };
         lines.push((sku, rng.random_range(1..=3), price));
     }
     let mut b = Builder {
@@ -91,7 +95,8 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
         events: Vec::new(),
         rng,
     };
-    let line_json = |l: &(String, i64, i64)| json!({"sku": l.0, "quantity": l.1, "unit_price": l.2});
+    let line_json =
+        |l: &(String, i64, i64)| json!({"sku": l.0, "quantity": l.1, "unit_price": l.2});
     let customer = format!("CUST-{:06}", b.rng.random_range(0..customers));
     let mut placed = json!({"customer_id": customer, "currency": currency,
         "lines": lines.iter().map(line_json).collect::<Vec<_>>()});
@@ -103,21 +108,35 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
     if b.rng.random_bool(0.25) {
         let sku = format!("SKU-{:04}", 2000 + n % 100);
         let (q, p) = (b.rng.random_range(1..=2), b.rng.random_range(499..=9_999));
-        b.push((1, 30), "item_added", "web", json!({"sku": sku, "quantity": q, "unit_price": p}));
+        b.push(
+            (1, 30),
+            "item_added",
+            "web",
+            json!({"sku": sku, "quantity": q, "unit_price": p}),
+        );
         lines.push((sku, q, p));
     }
     if b.rng.random_bool(0.15) {
         let q = lines[0].1 + 1;
         lines[0].1 = q;
-        b.push((1, 30), "quantity_changed", "web", json!({"sku": lines[0].0, "quantity": q}));
+        b.push(
+            (1, 30),
+            "quantity_changed",
+            "web",
+            json!({"sku": lines[0].0, "quantity": q}),
+        );
     }
     if lines.len() > 1 && b.rng.random_bool(0.1) {
         let removed = lines.pop().map(|l| l.0).unwrap_or_default();
         b.push((1, 30), "item_removed", "web", json!({"sku": removed}));
     }
     if b.rng.random_bool(0.05) {
-        b.push((1, 60), "shipping_address_changed", "support:alice",
-            json!({"shipping_address": format!("{} Harbour Road, Shelbyville", n % 661 + 1)}));
+        b.push(
+            (1, 60),
+            "shipping_address_changed",
+            "support:alice",
+            json!({"shipping_address": format!("{} Harbour Road, Shelbyville", n % 661 + 1)}),
+        );
     }
     let total: i64 = lines.iter().map(|l| l.1 * l.2).sum();
     let note = |b: &mut Builder<'_>, text: &str| {
@@ -128,23 +147,53 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
     note(&mut b, "Customer asked for gift wrapping.");
     if total == 0 || b.rng.random_bool(0.06) {
         if total > 0 && b.rng.random_bool(0.5) {
-            b.push((5, 2_000), "order_cancelled", "web", json!({"reason": "customer changed their mind"}));
+            b.push(
+                (5, 2_000),
+                "order_cancelled",
+                "web",
+                json!({"reason": "customer changed their mind"}),
+            );
         }
         return b.events; // cancelled, or left open and unpaid
     }
     if b.rng.random_bool(0.15) && total > 1 {
         let first = b.rng.random_range(1..total);
-        b.push((5, 120), "payment_captured", "payments-svc", json!({"payment_id": format!("PAY-{n}-1"), "amount": first}));
+        b.push(
+            (5, 120),
+            "payment_captured",
+            "payments-svc",
+            json!({"payment_id": format!("PAY-{n}-1"), "amount": first}),
+        );
         if b.rng.random_bool(0.3) {
             return b.events; // still partly paid
         }
-        b.push((60, 4_000), "payment_captured", "payments-svc", json!({"payment_id": format!("PAY-{n}-2"), "amount": total - first}));
+        b.push(
+            (60, 4_000),
+            "payment_captured",
+            "payments-svc",
+            json!({"payment_id": format!("PAY-{n}-2"), "amount": total - first}),
+        );
     } else {
-        b.push((5, 120), "payment_captured", "payments-svc", json!({"payment_id": format!("PAY-{n}"), "amount": total}));
+        b.push(
+            (5, 120),
+            "payment_captured",
+            "payments-svc",
+            json!({"payment_id": format!("PAY-{n}"), "amount": total}),
+        );
     }
     if b.rng.random_bool(0.04) {
-        b.push((30, 1_440), "order_cancelled", "support:alice", json!({"reason": "out of stock"}));
-        b.push((10, 600), "payment_refunded", "payments-svc", json!({"refund_id": format!("REF-{n}"), "amount": total, "reason": "order cancelled"}));
+        b.push(
+            (30, 1_440),
+            "order_cancelled",
+            "support:alice",
+            json!({"reason": "out of stock"}),
+        );
+        b.push(
+            (10, 600),
+            "payment_refunded",
+            "payments-svc",
+            json!({"refund_id": format!("REF-{n}"), "amount": total, "reason": "order cancelled"}),
+        );
         return b.events;
     }
     if b.rng.random_bool(0.05) {
@@ -158,8 +207,18 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
     }
     b.push((1_000, 7_000), "order_delivered", "carrier-bot", json!({}));
     if b.rng.random_bool(0.05) {
-        b.push((2_000, 20_000), "order_returned", "support:bob", json!({"reason": "damaged in transit"}));
-        b.push((60, 2_000), "payment_refunded", "payments-svc", json!({"refund_id": format!("REF-{n}"), "amount": total}));
+        b.push(
+            (2_000, 20_000),
+            "order_returned",
+            "support:bob",
+            json!({"reason": "damaged in transit"}),
+        );
+        b.push(
+            (60, 2_000),
+            "payment_refunded",
+            "payments-svc",
+            json!({"refund_id": format!("REF-{n}"), "amount": total}),
+        );
     } else if b.rng.random_bool(0.03) {
         b.push((500, 10_000), "payment_refunded", "support:alice", json!({"refund_id": format!("REF-{n}"), "amount": (total + 9) / 10, "reason": "goodwill"}));
     }
@@ -196,7 +255,11 @@ pub fn generate(options: &GenerateOptions, out: &mut dyn Write) -> Result<u64> {
         for (occurred, event) in order_life(&mut rng, n, customers, placed_at) {
             // A late event is recorded hours to weeks after it happened; later events of the
             // same order can only be recorded after it.
-            let delay = if rng.random_bool(0.03) { rng.random_range(60..=20_000) * MICROS_PER_MINUTE } else { 0 };
+            let delay = if rng.random_bool(0.03) {
+                rng.random_range(60..=20_000) * MICROS_PER_MINUTE
+            } else {
+                0
+            };
             emitted_at = emitted_at.max(occurred + delay);
             tie += 1;
             heap.push(Reverse((emitted_at, tie, event.to_string())));
@@ -205,6 +268,7 @@ pub fn generate(options: &GenerateOptions, out: &mut dyn Write) -> Result<u64> {
     while let Some(Reverse((_, _, line))) = heap.pop() {
         emit(&line, &mut written)?;
     }
-    out.flush().map_err(|e| Error::Storage(format!("writing the workload: {e}")))?;
+    out.flush()
+        .map_err(|e| Error::Storage(format!("writing the workload: {e}")))?;
     Ok(written)
 }

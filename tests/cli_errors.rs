@@ -20,7 +20,11 @@ fn append(event_type: &str, data: &str) -> Vec<String> {
 }
 
 fn append_to(order: &str, event_type: &str, data: &str) -> Vec<String> {
-    ["append", "--order", order, "--type", event_type, "--data", data].map(String::from).to_vec()
+    [
+        "append", "--order", order, "--type", event_type, "--data", data,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
@@ -37,22 +41,72 @@ fn line(event_type: &str, order: &str, data: &str) -> String {
 }
 
 fn case(name: &'static str, args: Vec<String>, code: i32, message: &'static str) -> Case {
-    Case { name, args, stdin: None, code, message }
+    Case {
+        name,
+        args,
+        stdin: None,
+        code,
+        message,
+    }
 }
 
 fn cases(l: &TestLedger) -> Vec<Case> {
     let path = |name: &str, contents: String| l.file(name, contents).display().to_string();
     let good_line = line("order_placed", "ORD-9", PLACED);
-    let bad_second_line = path("bad2.ndjson", format!("{good_line}\n{}\n", line("payment_captured", "ORD-9", r#"{"payment_id":"P","amount":0}"#)));
-    let rejected_second_line = path("rej2.ndjson", format!("{good_line}\n{}\n", line("order_shipped", "ORD-9", r#"{"shipment_id":"S"}"#)));
-    let broken_json_line = path("broken.ndjson", format!("{good_line}\n{good_line}\n{{\"order_id\":\n"));
-    let too_many = path("many.ndjson", (0..10_001).map(|i| line("order_placed", &format!("B-{i}"), PLACED) + "\n").collect());
-    let import_bad = path("import_bad.ndjson", format!("{good_line}\n{}\n", line("note_added", "ORD-9", r#"{"text":""}"#)));
-    let import_rejected = path("import_rej.ndjson", format!("{good_line}\n{}\n", line("order_delivered", "ORD-9", "{}")));
+    let bad_second_line = path(
+        "bad2.ndjson",
+        format!(
+            "{good_line}\n{}\n",
+            line(
+                "payment_captured",
+                "ORD-9",
+                r#"{"payment_id":"P","amount":0}"#
+            )
+        ),
+    );
+    let rejected_second_line = path(
+        "rej2.ndjson",
+        format!(
+            "{good_line}\n{}\n",
+            line("order_shipped", "ORD-9", r#"{"shipment_id":"S"}"#)
+        ),
+    );
+    let broken_json_line = path(
+        "broken.ndjson",
+        format!("{good_line}\n{good_line}\n{{\"order_id\":\n"),
+    );
+    let too_many = path(
+        "many.ndjson",
+        (0..10_001)
+            .map(|i| line("order_placed", &format!("B-{i}"), PLACED) + "\n")
+            .collect(),
+    );
+    let import_bad = path(
+        "import_bad.ndjson",
+        format!(
+            "{good_line}\n{}\n",
+            line("note_added", "ORD-9", r#"{"text":""}"#)
+        ),
+    );
+    let import_rejected = path(
+        "import_rej.ndjson",
+        format!("{good_line}\n{}\n", line("order_delivered", "ORD-9", "{}")),
+    );
     let envelope = path("envelope.ndjson", r#"{"position":1,"order_id":"X","version":1,"event_id":"0190f5a2-0000-7000-8000-000000000001","type":"note_added","schema_version":1,"recorded_at":"2026-01-01T00:00:00Z","occurred_at":"2026-01-01T00:00:00Z","actor":null,"correlation_id":null,"causation_id":null,"data":{"text":"x"},"hash":"00"}"#.to_owned() + "\n");
-    let preserve_wrong_hash = path("preserve.ndjson", format!(r#"{{"position":3,"order_id":"X","version":1,"event_id":"0190f5a2-0000-7000-8000-000000000001","type":"order_placed","schema_version":1,"recorded_at":"2030-01-01T00:00:00Z","occurred_at":"2026-01-01T00:00:00Z","actor":null,"correlation_id":null,"causation_id":null,"data":{PLACED},"hash":"{}"}}"#, "0".repeat(64)) + "\n");
-    let long_line = path("long.ndjson", format!("{{\"order_id\":\"{}\"}}\n", "x".repeat(1024 * 1024 + 10)));
-    let lines_1001: Vec<String> = (0..1001).map(|i| format!(r#"{{"sku":"S{i}","quantity":1,"unit_price":1}}"#)).collect();
+    let preserve_wrong_hash = path(
+        "preserve.ndjson",
+        format!(
+            r#"{{"position":3,"order_id":"X","version":1,"event_id":"0190f5a2-0000-7000-8000-000000000001","type":"order_placed","schema_version":1,"recorded_at":"2030-01-01T00:00:00Z","occurred_at":"2026-01-01T00:00:00Z","actor":null,"correlation_id":null,"causation_id":null,"data":{PLACED},"hash":"{}"}}"#,
+            "0".repeat(64)
+        ) + "\n",
+    );
+    let long_line = path(
+        "long.ndjson",
+        format!("{{\"order_id\":\"{}\"}}\n", "x".repeat(1024 * 1024 + 10)),
+    );
+    let lines_1001: Vec<String> = (0..1001)
+        .map(|i| format!(r#"{{"sku":"S{i}","quantity":1,"unit_price":1}}"#))
+        .collect();
     let reused_id = "0190f5a2-0000-7000-8000-0000000000aa";
     let mut invalid_utf8 = good_line.clone().into_bytes();
     invalid_utf8.extend_from_slice(b"\n{\"order_id\":\"\xff\xfe\"}\n");
@@ -61,79 +115,535 @@ fn cases(l: &TestLedger) -> Vec<Case> {
 
     vec![
         // Exit 2: invalid input.
-        case("data is not JSON", append("order_placed", "{not json"), 2, "field `data`: not valid JSON"),
-        case("data is an array", append("order_placed", "[]"), 2, "must be a JSON object"),
-        case("unknown event type", append("order_teleported", "{}"), 2, "unknown event type"),
-        case("unknown data field", append("note_added", r#"{"text":"x","color":"red"}"#), 2, "unknown field `color`"),
-        case("unknown field in a line", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":1,"color":"red"}]"#)), 2, "data.lines[0]"),
-        case("unknown field on order_delivered", append_to("ORD-1", "order_delivered", r#"{"when":"now"}"#), 2, "unknown field `when`"),
-        case("missing customer_id", append("order_placed", r#"{"currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#), 2, "missing field `customer_id`"),
-        case("missing lines", append("order_placed", r#"{"customer_id":"C","currency":"EUR"}"#), 2, "missing field `lines`"),
-        case("lower-case currency", append("order_placed", r#"{"customer_id":"C","currency":"eur","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#), 2, "data.currency"),
-        case("four-letter currency", append("order_placed", r#"{"customer_id":"C","currency":"EURO","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#), 2, "data.currency"),
-        case("no lines", append("order_placed", &placed_with("[]")), 2, "data.lines"),
-        case("1001 lines", append("order_placed", &placed_with(&format!("[{}]", lines_1001.join(",")))), 2, "data.lines"),
-        case("quantity 0", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":0,"unit_price":1}]"#)), 2, "data.lines[0].quantity"),
-        case("negative quantity", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":-3,"unit_price":1}]"#)), 2, "data.lines[0].quantity"),
-        case("negative unit price", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":-1}]"#)), 2, "data.lines[0].unit_price"),
-        case("duplicate sku", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":1},{"sku":"A","quantity":1,"unit_price":1}]"#)), 2, "data.lines[1].sku"),
-        case("free order", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":0}]"#)), 2, "total is 0"),
-        case("total overflows i64", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":9223372036854775807,"unit_price":2}]"#)), 2, "64-bit"),
-        case("price beyond i64", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":9223372036854775808}]"#)), 2, "data.lines[0].unit_price"),
-        case("fractional price", append("order_placed", &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":10.5}]"#)), 2, "data.lines[0].unit_price"),
-        case("empty sku", append("order_placed", &placed_with(r#"[{"sku":"","quantity":1,"unit_price":1}]"#)), 2, "data.lines[0].sku"),
-        case("customer id with a slash", append("order_placed", r#"{"customer_id":"C/1","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#), 2, "data.customer_id"),
-        case("empty shipping address", append("order_placed", r#"{"customer_id":"C","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}],"shipping_address":""}"#), 2, "data.shipping_address"),
-        case("capture of 0", append_to("ORD-1", "payment_captured", r#"{"payment_id":"P","amount":0}"#), 2, "data.amount"),
-        case("negative refund", append_to("ORD-1", "payment_refunded", r#"{"refund_id":"R","amount":-5}"#), 2, "data.amount"),
-        case("amount as a string", append_to("ORD-1", "payment_captured", r#"{"payment_id":"P","amount":"10"}"#), 2, "data.amount"),
-        case("empty note", append_to("ORD-1", "note_added", r#"{"text":""}"#), 2, "data.text"),
-        case("note over 4096 characters", append_to("ORD-1", "note_added", &format!(r#"{{"text":"{}"}}"#, "n".repeat(4097))), 2, "data.text"),
-        case("cancellation without reason", append_to("ORD-1", "order_cancelled", "{}"), 2, "missing field `reason`"),
-        case("order id with a space", append_to("ORD 1", "note_added", r#"{"text":"x"}"#), 2, "order_id"),
-        case("order id of 129 characters", append_to(&"O".repeat(129), "note_added", r#"{"text":"x"}"#), 2, "order_id"),
-        case("order id with a control character", append_to("ORD\u{1}", "note_added", r#"{"text":"x"}"#), 2, "order_id"),
-        case("bad actor", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--actor", "bob smith"]), 2, "actor"),
-        case("bad event id", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--event-id", "not-a-uuid"]), 2, "event_id"),
-        case("bad occurred_at", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--occurred-at", "yesterday"]), 2, "occurred_at"),
-        case("impossible date", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--occurred-at", "2026-02-30"]), 2, "occurred_at"),
-        case("occurred_at in the future", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--occurred-at", "2099-01-01T00:00:00Z"]), 2, "more than 5 minutes"),
-        case("negative expected version", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--expected-version", "-1"]), 2, "'-1'"),
-        case("missing --type", ["append", "--order", "ORD-1", "--data", "{}"].map(String::from).to_vec(), 2, "--type"),
+        case(
+            "data is not JSON",
+            append("order_placed", "{not json"),
+            2,
+            "field `data`: not valid JSON",
+        ),
+        case(
+            "data is an array",
+            append("order_placed", "[]"),
+            2,
+            "must be a JSON object",
+        ),
+        case(
+            "unknown event type",
+            append("order_teleported", "{}"),
+            2,
+            "unknown event type",
+        ),
+        case(
+            "unknown data field",
+            append("note_added", r#"{"text":"x","color":"red"}"#),
+            2,
+            "unknown field `color`",
+        ),
+        case(
+            "unknown field in a line",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":1,"color":"red"}]"#),
+            ),
+            2,
+            "data.lines[0]",
+        ),
+        case(
+            "unknown field on order_delivered",
+            append_to("ORD-1", "order_delivered", r#"{"when":"now"}"#),
+            2,
+            "unknown field `when`",
+        ),
+        case(
+            "missing customer_id",
+            append(
+                "order_placed",
+                r#"{"currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#,
+            ),
+            2,
+            "missing field `customer_id`",
+        ),
+        case(
+            "missing lines",
+            append("order_placed", r#"{"customer_id":"C","currency":"EUR"}"#),
+            2,
+            "missing field `lines`",
+        ),
+        case(
+            "lower-case currency",
+            append(
+                "order_placed",
+                r#"{"customer_id":"C","currency":"eur","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#,
+            ),
+            2,
+            "data.currency",
+        ),
+        case(
+            "four-letter currency",
+            append(
+                "order_placed",
+                r#"{"customer_id":"C","currency":"EURO","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#,
+            ),
+            2,
+            "data.currency",
+        ),
+        case(
+            "no lines",
+            append("order_placed", &placed_with("[]")),
+            2,
+            "data.lines",
+        ),
+        case(
+            "1001 lines",
+            append(
+                "order_placed",
+                &placed_with(&format!("[{}]", lines_1001.join(","))),
+            ),
+            2,
+            "data.lines",
+        ),
+        case(
+            "quantity 0",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":0,"unit_price":1}]"#),
+            ),
+            2,
+            "data.lines[0].quantity",
+        ),
+        case(
+            "negative quantity",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":-3,"unit_price":1}]"#),
+            ),
+            2,
+            "data.lines[0].quantity",
+        ),
+        case(
+            "negative unit price",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":-1}]"#),
+            ),
+            2,
+            "data.lines[0].unit_price",
+        ),
+        case(
+            "duplicate sku",
+            append(
+                "order_placed",
+                &placed_with(
+                    r#"[{"sku":"A","quantity":1,"unit_price":1},{"sku":"A","quantity":1,"unit_price":1}]"#,
+                ),
+            ),
+            2,
+            "data.lines[1].sku",
+        ),
+        case(
+            "free order",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":0}]"#),
+            ),
+            2,
+            "total is 0",
+        ),
+        case(
+            "total overflows i64",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":9223372036854775807,"unit_price":2}]"#),
+            ),
+            2,
+            "64-bit",
+        ),
+        case(
+            "price beyond i64",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":9223372036854775808}]"#),
+            ),
+            2,
+            "data.lines[0].unit_price",
+        ),
+        case(
+            "fractional price",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":10.5}]"#),
+            ),
+            2,
+            "data.lines[0].unit_price",
+        ),
+        case(
+            "empty sku",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"","quantity":1,"unit_price":1}]"#),
+            ),
+            2,
+            "data.lines[0].sku",
+        ),
+        case(
+            "customer id with a slash",
+            append(
+                "order_placed",
+                r#"{"customer_id":"C/1","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}]}"#,
+            ),
+            2,
+            "data.customer_id",
+        ),
+        case(
+            "empty shipping address",
+            append(
+                "order_placed",
+                r#"{"customer_id":"C","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":1}],"shipping_address":""}"#,
+            ),
+            2,
+            "data.shipping_address",
+        ),
+        case(
+            "capture of 0",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":0}"#,
+            ),
+            2,
+            "data.amount",
+        ),
+        case(
+            "negative refund",
+            append_to(
+                "ORD-1",
+                "payment_refunded",
+                r#"{"refund_id":"R","amount":-5}"#,
+            ),
+            2,
+            "data.amount",
+        ),
+        case(
+            "amount as a string",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":"10"}"#,
+            ),
+            2,
+            "data.amount",
+        ),
+        case(
+            "empty note",
+            append_to("ORD-1", "note_added", r#"{"text":""}"#),
+            2,
+            "data.text",
+        ),
+        case(
+            "note over 4096 characters",
+            append_to(
+                "ORD-1",
+                "note_added",
+                &format!(r#"{{"text":"{}"}}"#, "n".repeat(4097)),
+            ),
+            2,
+            "data.text",
+        ),
+        case(
+            "cancellation without reason",
+            append_to("ORD-1", "order_cancelled", "{}"),
+            2,
+            "missing field `reason`",
+        ),
+        case(
+            "order id with a space",
+            append_to("ORD 1", "note_added", r#"{"text":"x"}"#),
+            2,
+            "order_id",
+        ),
+        case(
+            "order id of 129 characters",
+            append_to(&"O".repeat(129), "note_added", r#"{"text":"x"}"#),
+            2,
+            "order_id",
+        ),
+        case(
+            "order id with a control character",
+            append_to("ORD\u{1}", "note_added", r#"{"text":"x"}"#),
+            2,
+            "order_id",
+        ),
+        case(
+            "bad actor",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--actor", "bob smith"],
+            ),
+            2,
+            "actor",
+        ),
+        case(
+            "bad event id",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--event-id", "not-a-uuid"],
+            ),
+            2,
+            "event_id",
+        ),
+        case(
+            "bad occurred_at",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "yesterday"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "impossible date",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "2026-02-30"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "occurred_at in the future",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "2099-01-01T00:00:00Z"],
+            ),
+            2,
+            "more than 5 minutes",
+        ),
+        case(
+            "negative expected version",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--expected-version", "-1"],
+            ),
+            2,
+            "'-1'",
+        ),
+        case(
+            "missing --type",
+            ["append", "--order", "ORD-1", "--data", "{}"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--type",
+        ),
         case("unknown command", vec!["teleport".into()], 2, "teleport"),
-        case("bad --as-of", ["history", "ORD-1", "--as-of", "noon"].map(String::from).to_vec(), 2, "--as-of"),
-        case("bad --valid-at", ["state", "ORD-1", "--valid-at", "2026-13-01"].map(String::from).to_vec(), 2, "--valid-at"),
-        case("bad order id to read", ["state", "ORD 1"].map(String::from).to_vec(), 2, "order id"),
-        case("bad export --as-of", ["export", "--as-of", "later"].map(String::from).to_vec(), 2, "--as-of"),
-        case("batch with a schema error on line 2", vec!["append".into(), "--file".into(), bad_second_line], 2, "line 2: field `data.amount`"),
-        case("batch with broken JSON on line 3", vec!["append".into(), "--file".into(), broken_json_line], 2, "line 3: not valid JSON"),
-        case("batch over 10000 events", vec!["append".into(), "--file".into(), too_many], 2, "at most 10000"),
-        case("batch with invalid UTF-8", vec!["append".into(), "--file".into(), utf8_file.display().to_string()], 2, "line 2: not valid UTF-8"),
-        case("import with a schema error on line 2", vec!["import".into(), import_bad], 2, "line 2: field `data.text`"),
-        case("import of an export without --preserve", vec!["import".into(), envelope], 2, "--preserve"),
-        case("import with a line over 1 MiB", vec!["import".into(), long_line], 2, "line 1: line is longer than"),
-        Case { name: "empty batch on stdin", args: ["append", "--file", "-"].map(String::from).to_vec(), stdin: Some(Vec::new()), code: 2, message: "holds no events" },
+        case(
+            "bad --as-of",
+            ["history", "ORD-1", "--as-of", "noon"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--as-of",
+        ),
+        case(
+            "bad --valid-at",
+            ["state", "ORD-1", "--valid-at", "2026-13-01"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--valid-at",
+        ),
+        case(
+            "bad order id to read",
+            ["state", "ORD 1"].map(String::from).to_vec(),
+            2,
+            "order id",
+        ),
+        case(
+            "bad export --as-of",
+            ["export", "--as-of", "later"].map(String::from).to_vec(),
+            2,
+            "--as-of",
+        ),
+        case(
+            "batch with a schema error on line 2",
+            vec!["append".into(), "--file".into(), bad_second_line],
+            2,
+            "line 2: field `data.amount`",
+        ),
+        case(
+            "batch with broken JSON on line 3",
+            vec!["append".into(), "--file".into(), broken_json_line],
+            2,
+            "line 3: not valid JSON",
+        ),
+        case(
+            "batch over 10000 events",
+            vec!["append".into(), "--file".into(), too_many],
+            2,
+            "at most 10000",
+        ),
+        case(
+            "batch with invalid UTF-8",
+            vec![
+                "append".into(),
+                "--file".into(),
+                utf8_file.display().to_string(),
+            ],
+            2,
+            "line 2: not valid UTF-8",
+        ),
+        case(
+            "import with a schema error on line 2",
+            vec!["import".into(), import_bad],
+            2,
+            "line 2: field `data.text`",
+        ),
+        case(
+            "import of an export without --preserve",
+            vec!["import".into(), envelope],
+            2,
+            "--preserve",
+        ),
+        case(
+            "import with a line over 1 MiB",
+            vec!["import".into(), long_line],
+            2,
+            "line 1: line is longer than",
+        ),
+        Case {
+            name: "empty batch on stdin",
+            args: ["append", "--file", "-"].map(String::from).to_vec(),
+            stdin: Some(Vec::new()),
+            code: 2,
+            message: "holds no events",
+        },
         // Exit 3: rejected by an order rule.
-        case("event for an order that does not exist", append_to("ORD-404", "note_added", r#"{"text":"x"}"#), 3, "order ORD-404"),
-        case("placing an existing order", append_to("ORD-1", "order_placed", PLACED), 3, "already exists"),
-        case("capture above the total", append_to("ORD-1", "payment_captured", r#"{"payment_id":"P","amount":1001}"#), 3, "only 1000"),
-        case("shipping an unpaid order", append_to("ORD-1", "order_shipped", r#"{"shipment_id":"S"}"#), 3, "status is placed"),
-        case("refund of nothing paid", append_to("ORD-1", "payment_refunded", r#"{"refund_id":"R","amount":1}"#), 3, "cannot refund"),
-        case("removing the last line", append_to("ORD-1", "item_removed", r#"{"sku":"A"}"#), 3, "last line"),
-        case("batch with a rejected line 2", vec!["append".into(), "--file".into(), rejected_second_line], 3, "line 2: order ORD-9"),
-        case("import with a rejected line 2", vec!["import".into(), import_rejected], 3, "line 2: order ORD-9"),
+        case(
+            "event for an order that does not exist",
+            append_to("ORD-404", "note_added", r#"{"text":"x"}"#),
+            3,
+            "order ORD-404",
+        ),
+        case(
+            "placing an existing order",
+            append_to("ORD-1", "order_placed", PLACED),
+            3,
+            "already exists",
+        ),
+        case(
+            "capture above the total",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":1001}"#,
+            ),
+            3,
+            "only 1000",
+        ),
+        case(
+            "shipping an unpaid order",
+            append_to("ORD-1", "order_shipped", r#"{"shipment_id":"S"}"#),
+            3,
+            "status is placed",
+        ),
+        case(
+            "refund of nothing paid",
+            append_to(
+                "ORD-1",
+                "payment_refunded",
+                r#"{"refund_id":"R","amount":1}"#,
+            ),
+            3,
+            "cannot refund",
+        ),
+        case(
+            "removing the last line",
+            append_to("ORD-1", "item_removed", r#"{"sku":"A"}"#),
+            3,
+            "last line",
+        ),
+        case(
+            "batch with a rejected line 2",
+            vec!["append".into(), "--file".into(), rejected_second_line],
+            3,
+            "line 2: order ORD-9",
+        ),
+        case(
+            "import with a rejected line 2",
+            vec!["import".into(), import_rejected],
+            3,
+            "line 2: order ORD-9",
+        ),
         // Exit 4: conflicts.
-        case("expected version behind", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--expected-version", "5"]), 4, "expected_version is 5"),
-        case("expected version 0 on an existing order", with(append_to("ORD-1", "note_added", r#"{"text":"x"}"#), &["--expected-version", "0"]), 4, "at version 2"),
-        case("event id reused with other content", with(append_to("ORD-1", "note_added", r#"{"text":"other"}"#), &["--event-id", reused_id]), 4, "with other content"),
+        case(
+            "expected version behind",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--expected-version", "5"],
+            ),
+            4,
+            "expected_version is 5",
+        ),
+        case(
+            "expected version 0 on an existing order",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--expected-version", "0"],
+            ),
+            4,
+            "at version 2",
+        ),
+        case(
+            "event id reused with other content",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"other"}"#),
+                &["--event-id", reused_id],
+            ),
+            4,
+            "with other content",
+        ),
         // Exit 1: operational.
-        case("unknown order", ["state", "ORD-404"].map(String::from).to_vec(), 1, "order ORD-404 not found"),
-        case("history of an unknown order", ["history", "ORD-404"].map(String::from).to_vec(), 1, "not found"),
-        case("import file that does not exist", ["import", "/nonexistent/file.ndjson"].map(String::from).to_vec(), 1, "does not exist"),
-        case("data file that does not exist", append_to("ORD-1", "note_added", "@/nonexistent/data.json"), 1, "/nonexistent/data.json"),
-        case("batch file that does not exist", ["append", "--file", "/nonexistent/batch.ndjson"].map(String::from).to_vec(), 1, "/nonexistent/batch.ndjson"),
+        case(
+            "unknown order",
+            ["state", "ORD-404"].map(String::from).to_vec(),
+            1,
+            "order ORD-404 not found",
+        ),
+        case(
+            "history of an unknown order",
+            ["history", "ORD-404"].map(String::from).to_vec(),
+            1,
+            "not found",
+        ),
+        case(
+            "import file that does not exist",
+            ["import", "/nonexistent/file.ndjson"]
+                .map(String::from)
+                .to_vec(),
+            1,
+            "does not exist",
+        ),
+        case(
+            "data file that does not exist",
+            append_to("ORD-1", "note_added", "@/nonexistent/data.json"),
+            1,
+            "/nonexistent/data.json",
+        ),
+        case(
+            "batch file that does not exist",
+            ["append", "--file", "/nonexistent/batch.ndjson"]
+                .map(String::from)
+                .to_vec(),
+            1,
+            "/nonexistent/batch.ndjson",
+        ),
         // Exit 5: the input's hash chain does not verify.
-        case("preserved import with a wrong hash", vec!["import".into(), "--preserve".into(), preserve_wrong_hash], 5, "recomputed"),
+        case(
+            "preserved import with a wrong hash",
+            vec!["import".into(), "--preserve".into(), preserve_wrong_hash],
+            5,
+            "recomputed",
+        ),
     ]
 }
 
@@ -141,9 +651,22 @@ fn cases(l: &TestLedger) -> Vec<Case> {
 fn every_bad_input_gets_its_exit_code_a_clear_message_and_leaves_the_ledger_unchanged() {
     let l = TestLedger::new();
     l.append("ORD-1", "order_placed", PLACED);
-    l.json(&["append", "--order", "ORD-1", "--type", "note_added", "--data", r#"{"text":"original"}"#, "--event-id", "0190f5a2-0000-7000-8000-0000000000aa"]);
+    l.json(&[
+        "append",
+        "--order",
+        "ORD-1",
+        "--type",
+        "note_added",
+        "--data",
+        r#"{"text":"original"}"#,
+        "--event-id",
+        "0190f5a2-0000-7000-8000-0000000000aa",
+    ]);
     let cases = cases(&l);
-    assert!(cases.len() >= 40, "the contract asks for at least 40 bad inputs");
+    assert!(
+        cases.len() >= 40,
+        "the contract asks for at least 40 bad inputs"
+    );
     let head = l.head();
     let mut failures = Vec::new();
     for c in &cases {
@@ -155,19 +678,42 @@ fn every_bad_input_gets_its_exit_code_a_clear_message_and_leaves_the_ledger_unch
         let out = cmd.output().expect("ordo runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(c.code) || !stderr.contains(c.message) {
-            failures.push(format!("{}: exit {:?} (want {}), stderr {:?} (want {:?})", c.name, out.status.code(), c.code, stderr.trim(), c.message));
+            failures.push(format!(
+                "{}: exit {:?} (want {}), stderr {:?} (want {:?})",
+                c.name,
+                out.status.code(),
+                c.code,
+                stderr.trim(),
+                c.message
+            ));
         }
         if l.head() != head {
             failures.push(format!("{}: the ledger changed", c.name));
             break;
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn a_failed_first_write_does_not_create_the_ledger() {
     let l = TestLedger::new();
-    l.ordo(&["append", "--order", "ORD-1", "--type", "order_placed", "--data", "{bad"]).assert().code(2);
+    l.ordo(&[
+        "append",
+        "--order",
+        "ORD-1",
+        "--type",
+        "order_placed",
+        "--data",
+        "{bad",
+    ])
+    .assert()
+    .code(2);
     assert!(!l.dir().exists(), "invalid input must not create a ledger");
 }

@@ -41,14 +41,23 @@ fn given(events: &[EventData]) -> Option<OrderState> {
 }
 
 fn placed() -> EventData {
-    data("order_placed", json!({"customer_id": "C-1", "currency": "EUR",
-        "lines": [{"sku": "A", "quantity": 2, "unit_price": 500}, {"sku": "B", "quantity": 1, "unit_price": 0}]}))
+    data(
+        "order_placed",
+        json!({"customer_id": "C-1", "currency": "EUR",
+        "lines": [{"sku": "A", "quantity": 2, "unit_price": 500}, {"sku": "B", "quantity": 1, "unit_price": 0}]}),
+    )
 }
 fn capture(amount: i64) -> EventData {
-    data("payment_captured", json!({"payment_id": "P", "amount": amount}))
+    data(
+        "payment_captured",
+        json!({"payment_id": "P", "amount": amount}),
+    )
 }
 fn refund(amount: i64) -> EventData {
-    data("payment_refunded", json!({"refund_id": "R", "amount": amount}))
+    data(
+        "payment_refunded",
+        json!({"refund_id": "R", "amount": amount}),
+    )
 }
 fn shipped() -> EventData {
     data("order_shipped", json!({"shipment_id": "S"}))
@@ -63,16 +72,25 @@ fn returned() -> EventData {
     data("order_returned", json!({}))
 }
 fn add(sku: &str) -> EventData {
-    data("item_added", json!({"sku": sku, "quantity": 1, "unit_price": 100}))
+    data(
+        "item_added",
+        json!({"sku": sku, "quantity": 1, "unit_price": 100}),
+    )
 }
 fn remove(sku: &str) -> EventData {
     data("item_removed", json!({"sku": sku}))
 }
 fn change(sku: &str, quantity: i64) -> EventData {
-    data("quantity_changed", json!({"sku": sku, "quantity": quantity}))
+    data(
+        "quantity_changed",
+        json!({"sku": sku, "quantity": quantity}),
+    )
 }
 fn address() -> EventData {
-    data("shipping_address_changed", json!({"shipping_address": "1 Road"}))
+    data(
+        "shipping_address_changed",
+        json!({"shipping_address": "1 Road"}),
+    )
 }
 fn note() -> EventData {
     data("note_added", json!({"text": "hello"}))
@@ -91,7 +109,11 @@ fn rejected(history: &[EventData], event: EventData, reason_contains: &str) {
     let state = given(history);
     let r = decide(&order(), state.as_ref(), &event).expect_err("expected a rejection");
     assert_eq!(r.order_id, order());
-    assert!(r.reason.contains(reason_contains), "reason {:?} lacks {reason_contains:?}", r.reason);
+    assert!(
+        r.reason.contains(reason_contains),
+        "reason {:?} lacks {reason_contains:?}",
+        r.reason
+    );
 }
 
 #[test]
@@ -102,7 +124,19 @@ fn order_placed_needs_a_new_order() {
 
 #[test]
 fn every_other_type_needs_an_existing_order() {
-    for event in [capture(1), refund(1), shipped(), delivered(), cancelled(), returned(), add("C"), remove("A"), change("A", 3), address(), note()] {
+    for event in [
+        capture(1),
+        refund(1),
+        shipped(),
+        delivered(),
+        cancelled(),
+        returned(),
+        add("C"),
+        remove("A"),
+        change("A", 3),
+        address(),
+        note(),
+    ] {
         rejected(&[], event, "does not exist");
     }
 }
@@ -114,7 +148,11 @@ fn lines_change_only_while_placed_and_unpaid() {
     accepted(&[placed()], change("A", 5));
     rejected(&[placed(), capture(100)], add("C"), "already paid");
     rejected(&[placed(), capture(1000)], remove("B"), "status is paid");
-    rejected(&[placed(), cancelled()], change("A", 5), "status is cancelled");
+    rejected(
+        &[placed(), cancelled()],
+        change("A", 5),
+        "status is cancelled",
+    );
 }
 
 #[test]
@@ -127,7 +165,10 @@ fn line_changes_respect_the_lines_on_the_order() {
 
 #[test]
 fn a_line_change_that_would_overflow_the_total_is_rejected() {
-    let huge = data("item_added", json!({"sku": "H", "quantity": i64::MAX, "unit_price": 2}));
+    let huge = data(
+        "item_added",
+        json!({"sku": "H", "quantity": i64::MAX, "unit_price": 2}),
+    );
     rejected(&[placed()], huge, "64-bit");
     rejected(&[placed()], change("A", i64::MAX), "64-bit");
 }
@@ -136,7 +177,11 @@ fn a_line_change_that_would_overflow_the_total_is_rejected() {
 fn the_address_changes_while_placed_or_paid() {
     accepted(&[placed()], address());
     accepted(&[placed(), capture(1000)], address());
-    rejected(&[placed(), capture(1000), shipped()], address(), "status is shipped");
+    rejected(
+        &[placed(), capture(1000), shipped()],
+        address(),
+        "status is shipped",
+    );
 }
 
 #[test]
@@ -150,7 +195,10 @@ fn payments_are_captured_while_placed_up_to_the_unpaid_amount() {
 #[test]
 fn an_order_becomes_paid_when_captures_reach_the_total() {
     let state = given(&[placed(), capture(400)]).expect("exists");
-    assert_eq!((state.status, state.paid.0, state.total.0), (Status::Placed, 400, 1000));
+    assert_eq!(
+        (state.status, state.paid.0, state.total.0),
+        (Status::Placed, 400, 1000)
+    );
     let state = given(&[placed(), capture(400), capture(600)]).expect("exists");
     assert_eq!(state.status, Status::Paid);
 }
@@ -158,8 +206,15 @@ fn an_order_becomes_paid_when_captures_reach_the_total() {
 #[test]
 fn refunds_are_bounded_by_what_was_paid_and_not_refunded_in_any_status() {
     accepted(&[placed(), capture(1000)], refund(1000));
-    accepted(&[placed(), capture(1000), shipped(), delivered(), returned()], refund(10));
-    rejected(&[placed(), capture(1000), refund(900)], refund(101), "only 100");
+    accepted(
+        &[placed(), capture(1000), shipped(), delivered(), returned()],
+        refund(10),
+    );
+    rejected(
+        &[placed(), capture(1000), refund(900)],
+        refund(101),
+        "only 100",
+    );
     rejected(&[placed()], refund(1), "only 0");
     let state = given(&[placed(), capture(1000), refund(300)]).expect("exists");
     assert_eq!(state.refunded.0, 300);
@@ -171,9 +226,17 @@ fn shipping_delivery_and_return_follow_the_life_cycle() {
     rejected(&[placed()], shipped(), "status is placed");
     accepted(&[placed(), capture(1000), shipped()], delivered());
     rejected(&[placed(), capture(1000)], delivered(), "status is paid");
-    accepted(&[placed(), capture(1000), shipped(), delivered()], returned());
-    rejected(&[placed(), capture(1000), shipped()], returned(), "status is shipped");
-    let state = given(&[placed(), capture(1000), shipped(), delivered(), returned()]).expect("exists");
+    accepted(
+        &[placed(), capture(1000), shipped(), delivered()],
+        returned(),
+    );
+    rejected(
+        &[placed(), capture(1000), shipped()],
+        returned(),
+        "status is shipped",
+    );
+    let state =
+        given(&[placed(), capture(1000), shipped(), delivered(), returned()]).expect("exists");
     assert_eq!(state.status, Status::Returned);
 }
 
@@ -181,7 +244,11 @@ fn shipping_delivery_and_return_follow_the_life_cycle() {
 fn cancellation_is_allowed_while_placed_or_paid() {
     accepted(&[placed()], cancelled());
     accepted(&[placed(), capture(1000)], cancelled());
-    rejected(&[placed(), capture(1000), shipped()], cancelled(), "status is shipped");
+    rejected(
+        &[placed(), capture(1000), shipped()],
+        cancelled(),
+        "status is shipped",
+    );
     rejected(&[placed(), cancelled()], cancelled(), "status is cancelled");
 }
 
@@ -189,7 +256,10 @@ fn cancellation_is_allowed_while_placed_or_paid() {
 fn notes_are_always_allowed_on_an_existing_order() {
     accepted(&[placed()], note());
     accepted(&[placed(), cancelled()], note());
-    accepted(&[placed(), capture(1000), shipped(), delivered(), returned()], note());
+    accepted(
+        &[placed(), capture(1000), shipped(), delivered(), returned()],
+        note(),
+    );
 }
 
 #[test]
@@ -204,18 +274,47 @@ fn apply_folds_lines_and_totals() {
 #[test]
 fn invalid_data_is_refused_with_the_field_path() {
     let cases = [
-        ("order_placed", json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 0, "unit_price": 1}]}), "data.lines[0].quantity"),
-        ("order_placed", json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": 0}]}), "data.lines"),
-        ("order_placed", json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}, {"sku": "A", "quantity": 1, "unit_price": 1}]}), "data.lines[1].sku"),
-        ("order_placed", json!({"customer_id": "C", "currency": "eur", "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}]}), "data.currency"),
-        ("payment_captured", json!({"payment_id": "P", "amount": 0}), "data.amount"),
-        ("payment_refunded", json!({"refund_id": "R", "amount": -5}), "data.amount"),
-        ("item_added", json!({"sku": "A", "quantity": 1, "unit_price": -1}), "data.unit_price"),
+        (
+            "order_placed",
+            json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 0, "unit_price": 1}]}),
+            "data.lines[0].quantity",
+        ),
+        (
+            "order_placed",
+            json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": 0}]}),
+            "data.lines",
+        ),
+        (
+            "order_placed",
+            json!({"customer_id": "C", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}, {"sku": "A", "quantity": 1, "unit_price": 1}]}),
+            "data.lines[1].sku",
+        ),
+        (
+            "order_placed",
+            json!({"customer_id": "C", "currency": "eur", "lines": [{"sku": "A", "quantity": 1, "unit_price": 1}]}),
+            "data.currency",
+        ),
+        (
+            "payment_captured",
+            json!({"payment_id": "P", "amount": 0}),
+            "data.amount",
+        ),
+        (
+            "payment_refunded",
+            json!({"refund_id": "R", "amount": -5}),
+            "data.amount",
+        ),
+        (
+            "item_added",
+            json!({"sku": "A", "quantity": 1, "unit_price": -1}),
+            "data.unit_price",
+        ),
         ("note_added", json!({"text": ""}), "data.text"),
         ("order_cancelled", json!({}), "data"),
     ];
     for (t, value, path) in cases {
-        let err = EventData::from_json(EventType::parse(t).expect("known"), value).expect_err("invalid");
+        let err =
+            EventData::from_json(EventType::parse(t).expect("known"), value).expect_err("invalid");
         assert_eq!(err.path, path, "{t}: {err}");
     }
 }

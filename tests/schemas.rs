@@ -17,7 +17,8 @@ fn every_event_type_has_a_checked_in_schema_equal_to_the_generated_one() {
     let update = std::env::var_os("ORDO_UPDATE_SCHEMAS").is_some();
     let mut drifted = Vec::new();
     for &t in EventType::ALL {
-        let generated = serde_json::to_string_pretty(&t.data_schema()).expect("a schema is JSON") + "\n";
+        let generated =
+            serde_json::to_string_pretty(&t.data_schema()).expect("a schema is JSON") + "\n";
         let path = schema_path(t);
         if update {
             std::fs::write(&path, &generated).expect("schemas/ is writable");

@@ -21,7 +21,12 @@ pub use output::Format;
 #[command(name = "ordo", version, about, max_term_width = 100)]
 pub struct Cli {
     /// The ledger directory.
-    #[arg(long, global = true, env = "ORDO_DATA_DIR", default_value = "./ordo-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "ORDO_DATA_DIR",
+        default_value = "./ordo-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Output format of reading commands.
@@ -74,7 +79,11 @@ pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp, ordo::Error> {
 impl TimeArgs {
     fn filter(&self) -> Result<Filter, ordo::Error> {
         Ok(Filter {
-            as_of: self.as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?,
+            as_of: self
+                .as_of
+                .as_deref()
+                .map(|t| parse_time("--as-of", t))
+                .transpose()?,
             valid_at: self
                 .valid_at
                 .as_deref()

@@ -28,7 +28,14 @@ fn cell(key: &str, value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(lines) if key == "lines" => lines
             .iter()
-            .map(|l| format!("{} x{} @ {}", cell("", &l["sku"]), l["quantity"], l["unit_price"]))
+            .map(|l| {
+                format!(
+                    "{} x{} @ {}",
+                    cell("", &l["sku"]),
+                    l["quantity"],
+                    l["unit_price"]
+                )
+            })
             .collect::<Vec<_>>()
             .join("; "),
         other => other.to_string(),
@@ -61,7 +68,12 @@ fn csv(out: &mut dyn Write, header: &[String], rows: &[Value]) -> Result<()> {
 
 /// Prints rows. `table_columns` picks the columns a person sees; the other formats print
 /// every field.
-pub fn rows(out: &mut dyn Write, format: Format, table_columns: &[&str], rows: &[Value]) -> Result<()> {
+pub fn rows(
+    out: &mut dyn Write,
+    format: Format,
+    table_columns: &[&str],
+    rows: &[Value],
+) -> Result<()> {
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(rows)?)?,
         Format::Ndjson => {
@@ -77,7 +89,12 @@ pub fn rows(out: &mut dyn Write, format: Format, table_columns: &[&str], rows: &
                 t.add_row(table_columns.iter().map(|k| cell(k, &row[*k])));
             }
             writeln!(out, "{t}")?;
-            writeln!(out, "{} row{}", rows.len(), if rows.len() == 1 { "" } else { "s" })?;
+            writeln!(
+                out,
+                "{} row{}",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            )?;
         }
     }
     Ok(())
@@ -88,7 +105,11 @@ pub fn object(out: &mut dyn Write, format: Format, value: &Value) -> Result<()> 
     match format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
         Format::Ndjson => writeln!(out, "{value}")?,
-        Format::Csv => csv(out, &keys(std::slice::from_ref(value)), std::slice::from_ref(value))?,
+        Format::Csv => csv(
+            out,
+            &keys(std::slice::from_ref(value)),
+            std::slice::from_ref(value),
+        )?,
         Format::Table => {
             let mut t = table();
             t.set_header(vec!["field", "value"]);

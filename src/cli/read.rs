@@ -31,7 +31,15 @@ fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
 }
 
 /// Columns a person sees in `history`.
-const HISTORY_COLUMNS: &[&str] = &["position", "version", "type", "recorded_at", "occurred_at", "actor", "data"];
+const HISTORY_COLUMNS: &[&str] = &[
+    "position",
+    "version",
+    "type",
+    "recorded_at",
+    "occurred_at",
+    "actor",
+    "data",
+];
 
 pub fn history(cli: &Cli, args: &OrderArgs, out: &mut dyn Write) -> Result<()> {
     let (id, filter) = (order_id(&args.order)?, args.time.filter()?);

@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use ordo::Error;
 use ordo::domain::Position;
 use ordo::generate::GenerateOptions;
-use ordo::ledger::{self, BATCH_EVENTS_MAX, BatchResult, ImportOptions, LINE_BYTES_MAX, Ledger, Lines};
+use ordo::ledger::{
+    self, BATCH_EVENTS_MAX, BatchResult, ImportOptions, LINE_BYTES_MAX, Ledger, Lines,
+};
 use ordo::store::Access;
 
 use super::read::Bar;
@@ -23,10 +25,20 @@ pub struct AppendArgs {
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
     order: Option<String>,
     /// The event type (order_placed, item_added, ...).
-    #[arg(long = "type", value_name = "TYPE", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     event_type: Option<String>,
     /// The event's data: JSON text, @FILE, or - for standard input.
-    #[arg(long, value_name = "JSON|@FILE|-", required_unless_present = "file", conflicts_with = "file")]
+    #[arg(
+        long,
+        value_name = "JSON|@FILE|-",
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
     data: Option<String>,
     /// Append only if the order's last version is N (0: the order must not exist).
     #[arg(long, value_name = "N", conflicts_with = "file")]
@@ -101,7 +113,11 @@ fn read_data(arg: &str) -> Result<String, Error> {
     let limit = LINE_BYTES_MAX as u64 + 1;
     let mut text = String::new();
     let read = match arg {
-        "-" => std::io::stdin().lock().take(limit).read_to_string(&mut text).map_err(|e| Error::io("<stdin>", e)),
+        "-" => std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io("<stdin>", e)),
         _ if arg.starts_with('@') => {
             let path = &arg[1..];
             File::open(path)
@@ -112,7 +128,9 @@ fn read_data(arg: &str) -> Result<String, Error> {
     };
     read?;
     if text.len() > LINE_BYTES_MAX {
-        return Err(Error::InvalidInput(format!("--data is longer than {LINE_BYTES_MAX} bytes")));
+        return Err(Error::InvalidInput(format!(
+            "--data is longer than {LINE_BYTES_MAX} bytes"
+        )));
     }
     Ok(text)
 }
@@ -149,7 +167,9 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
     let reader: Box<dyn BufRead> = if source == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
-        Box::new(BufReader::new(File::open(source).map_err(|e| Error::io(source, e))?))
+        Box::new(BufReader::new(
+            File::open(source).map_err(|e| Error::io(source, e))?,
+        ))
     };
     let mut lines = Lines::new(reader);
     let mut events = Vec::new();
@@ -159,7 +179,10 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
                 "a batch holds at most {BATCH_EVENTS_MAX} events; use `ordo import` for more"
             )));
         }
-        events.push((line, ledger::parse_event(text).map_err(|e| e.at_line(line))?));
+        events.push((
+            line,
+            ledger::parse_event(text).map_err(|e| e.at_line(line))?,
+        ));
     }
     if events.is_empty() {
         return Err(Error::InvalidInput(format!("{source} holds no events")));
@@ -195,10 +218,18 @@ fn spool_stdin() -> Result<tempfile::NamedTempFile, Error> {
 }
 
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
-    let spooled = if args.input == "-" { Some(spool_stdin()?) } else { None };
-    let path = spooled.as_ref().map_or_else(|| Path::new(&args.input), |f| f.path());
+    let spooled = if args.input == "-" {
+        Some(spool_stdin()?)
+    } else {
+        None
+    };
+    let path = spooled
+        .as_ref()
+        .map_or_else(|| Path::new(&args.input), |f| f.path());
     if !path.is_file() {
-        return Err(Error::NotFound(format!("input file {} does not exist", path.display())).into());
+        return Err(
+            Error::NotFound(format!("input file {} does not exist", path.display())).into(),
+        );
     }
     let options = ImportOptions {
         preserve: args.preserve,
@@ -210,10 +241,20 @@ pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
 }
 
 pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
-    let as_of = args.as_of.as_deref().map(|t| parse_time("--as-of", t)).transpose()?;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|t| parse_time("--as-of", t))
+        .transpose()?;
     let ledger = Ledger::open(&cli.data_dir, Access::ReadOnly)?;
     let mut buffered = BufWriter::new(out);
-    ledger::export(&ledger, Position(args.from_position), args.to_position.map(Position), as_of, &mut buffered)?;
+    ledger::export(
+        &ledger,
+        Position(args.from_position),
+        args.to_position.map(Position),
+        as_of,
+        &mut buffered,
+    )?;
     Ok(())
 }
 

@@ -315,21 +315,30 @@ pub struct NoteAdded {
 
 fn check_quantity(path: &str, q: Quantity) -> Result<(), FieldError> {
     if q.0 < 1 {
-        return Err(FieldError::new(path, format!("must be at least 1, got {q}")));
+        return Err(FieldError::new(
+            path,
+            format!("must be at least 1, got {q}"),
+        ));
     }
     Ok(())
 }
 
 fn check_price(path: &str, a: Amount) -> Result<(), FieldError> {
     if a.0 < 0 {
-        return Err(FieldError::new(path, format!("must be at least 0, got {a}")));
+        return Err(FieldError::new(
+            path,
+            format!("must be at least 0, got {a}"),
+        ));
     }
     Ok(())
 }
 
 fn check_positive(path: &str, a: Amount) -> Result<(), FieldError> {
     if a.0 <= 0 {
-        return Err(FieldError::new(path, format!("must be more than 0, got {a}")));
+        return Err(FieldError::new(
+            path,
+            format!("must be more than 0, got {a}"),
+        ));
     }
     Ok(())
 }

@@ -143,7 +143,11 @@ pub struct Version(pub u64);
 impl Version {
     /// The version that follows this one.
     pub fn next(self) -> Version {
-        Version(self.0.checked_add(1).expect("a version never reaches u64::MAX"))
+        Version(
+            self.0
+                .checked_add(1)
+                .expect("a version never reaches u64::MAX"),
+        )
     }
 }
 
@@ -164,7 +168,11 @@ pub struct Position(pub u64);
 impl Position {
     /// The position that follows this one.
     pub fn next(self) -> Position {
-        Position(self.0.checked_add(1).expect("a position never reaches u64::MAX"))
+        Position(
+            self.0
+                .checked_add(1)
+                .expect("a position never reaches u64::MAX"),
+        )
     }
 }
 

@@ -13,10 +13,10 @@ mod text;
 mod time;
 
 pub use event::{
-    Address, Label, Reason,
-    Event, EventData, EventType, FieldError, Hash, ItemAdded, ItemRemoved, Line, NoteAdded, OrderCancelled,
-    OrderDelivered, OrderPlaced, OrderReturned, OrderShipped, PaymentCaptured, PaymentRefunded,
-    ORDER_LINES_MAX, QuantityChanged, SCHEMA_VERSION, ShippingAddressChanged,
+    Address, Event, EventData, EventType, FieldError, Hash, ItemAdded, ItemRemoved, Label, Line,
+    NoteAdded, ORDER_LINES_MAX, OrderCancelled, OrderDelivered, OrderPlaced, OrderReturned,
+    OrderShipped, PaymentCaptured, PaymentRefunded, QuantityChanged, Reason, SCHEMA_VERSION,
+    ShippingAddressChanged,
 };
 pub use ids::{
     Actor, CustomerId, EventId, IDENTIFIER_CHARS_MAX, OrderId, PaymentId, Position, RefundId,

@@ -43,7 +43,11 @@ pub fn decide(
         (Some(_), EventData::OrderPlaced(_)) => {
             return reject("cannot place the order: it already exists".to_owned());
         }
-        (None, _) => return reject(format!("cannot apply {event_type}: the order does not exist")),
+        (None, _) => {
+            return reject(format!(
+                "cannot apply {event_type}: the order does not exist"
+            ));
+        }
         (Some(s), _) => s,
     };
     let status_is = |allowed: &[Status], what: &str| {

@@ -71,7 +71,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true))
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        )
     }
 }
 
@@ -118,7 +122,14 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_time() {
-        for bad in ["", "yesterday", "2026-13-01", "2026-02-30", "2026-03-01T25:00:00Z", "1e9"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-03-01T25:00:00Z",
+            "1e9",
+        ] {
             assert!(Timestamp::parse(bad).is_err(), "{bad:?} must be refused");
         }
     }

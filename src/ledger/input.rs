@@ -244,9 +244,8 @@ impl<R: BufRead> Lines<R> {
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let text = std::str::from_utf8(&self.buf).map_err(|e| {
-                Error::InvalidInput(format!("not valid UTF-8 ({e})")).at_line(line)
-            })?;
+            let text = std::str::from_utf8(&self.buf)
+                .map_err(|e| Error::InvalidInput(format!("not valid UTF-8 ({e})")).at_line(line))?;
             return Ok(Some((line, text)));
         }
     }
@@ -258,13 +257,12 @@ mod tests {
 
     #[test]
     fn a_minimal_event_parses_and_unknown_fields_are_named() {
-        let ok = parse_event(
-            r#"{"order_id":"O-1","type":"note_added","data":{"text":"hello"}}"#,
-        )
-        .expect("valid");
+        let ok = parse_event(r#"{"order_id":"O-1","type":"note_added","data":{"text":"hello"}}"#)
+            .expect("valid");
         assert_eq!(ok.order_id.as_str(), "O-1");
-        let err = parse_event(r#"{"order_id":"O-1","type":"note_added","data":{"text":"x","y":1}}"#)
-            .expect_err("unknown data field");
+        let err =
+            parse_event(r#"{"order_id":"O-1","type":"note_added","data":{"text":"x","y":1}}"#)
+                .expect_err("unknown data field");
         assert!(err.to_string().contains("unknown field `y`"), "{err}");
         let err = parse_event(r#"{"order_id":"O-1","type":"note_added","data":{},"z":1}"#)
             .expect_err("unknown top-level field");
@@ -275,8 +273,20 @@ mod tests {
     fn lines_skips_blank_lines_and_bounds_length() {
         let input = b"a\n\n  \nb\r\n".to_vec();
         let mut lines = Lines::new(&input[..]);
-        assert_eq!(lines.next_line().expect("ok").map(|(n, t)| (n, t.to_owned())), Some((1, "a".to_owned())));
-        assert_eq!(lines.next_line().expect("ok").map(|(n, t)| (n, t.to_owned())), Some((4, "b".to_owned())));
+        assert_eq!(
+            lines
+                .next_line()
+                .expect("ok")
+                .map(|(n, t)| (n, t.to_owned())),
+            Some((1, "a".to_owned()))
+        );
+        assert_eq!(
+            lines
+                .next_line()
+                .expect("ok")
+                .map(|(n, t)| (n, t.to_owned())),
+            Some((4, "b".to_owned()))
+        );
         assert_eq!(lines.next_line().expect("ok"), None);
         let long = vec![b'x'; LINE_BYTES_MAX + 10];
         let mut lines = Lines::new(&long[..]);

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 pub use filter::Filter;
 pub use import::{BatchResult, ImportOptions, NoProgress, Progress, export, import};
-pub use input::{LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id};
+pub use input::{
+    LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
+};
 pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer};
 pub use stage::AppendResult;
 pub use verify::VerifyReport;
@@ -27,6 +29,15 @@ use crate::store::{Access, Durability, Head, Store};
 pub struct Ledger {
     store: Arc<Store>,
     sequencer: Option<Sequencer>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.store.path())
+            .field("writer", &self.sequencer.is_some())
+            .finish()
+    }
 }
 
 /// What `ordo stats` reports.
@@ -69,7 +80,9 @@ impl Ledger {
 
     fn sequencer(&self) -> Result<&Sequencer> {
         self.sequencer.as_ref().ok_or_else(|| {
-            Error::Storage("the ledger was opened read-only; open it for writing to append".to_owned())
+            Error::Storage(
+                "the ledger was opened read-only; open it for writing to append".to_owned(),
+            )
         })
     }
 
@@ -82,8 +95,12 @@ impl Ledger {
     /// Appends a batch atomically (all or none) in one durable commit. Each event carries
     /// its input line number for error messages.
     pub fn append_batch(&self, events: Vec<(u64, NewEvent)>) -> Result<Vec<AppendResult>> {
-        self.sequencer()?
-            .submit(events.into_iter().map(|(line, e)| (Some(line), e)).collect())
+        self.sequencer()?.submit(
+            events
+                .into_iter()
+                .map(|(line, e)| (Some(line), e))
+                .collect(),
+        )
     }
 
     /// The head of the log.
@@ -113,12 +130,12 @@ impl Ledger {
     /// a filter, the `order_state` projection (which always equals that fold).
     pub fn state(&self, order_id: &OrderId, filter: &Filter) -> Result<OrderState> {
         if filter.is_unfiltered() {
-            return self.store.order_state(order_id)?.ok_or_else(|| order_not_found(order_id));
+            return self
+                .store
+                .order_state(order_id)?
+                .ok_or_else(|| order_not_found(order_id));
         }
-        let state = self
-            .history(order_id, filter)?
-            .iter()
-            .fold(None, |state, event| apply(state, event));
+        let state = self.history(order_id, filter)?.iter().fold(None, apply);
         state.ok_or_else(|| {
             Error::NotFound(format!(
                 "order {order_id} had not been placed at that point ({})",

@@ -48,7 +48,14 @@ impl Sequencer {
         let (queue, requests) = sync_channel(QUEUE_REQUESTS_MAX);
         let worker = std::thread::Builder::new()
             .name("ordo-sequencer".to_owned())
-            .spawn(move || Writer { store, head, durability }.run(&requests))
+            .spawn(move || {
+                Writer {
+                    store,
+                    head,
+                    durability,
+                }
+                .run(&requests)
+            })
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Sequencer {
             queue: Some(queue),

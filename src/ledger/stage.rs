@@ -114,7 +114,11 @@ impl<'s> Stage<'s> {
     /// Forgets everything staged since `checkpoint`.
     pub fn rollback(&mut self, checkpoint: Checkpoint) {
         while self.undo.len() > checkpoint.undo_len {
-            match self.undo.pop().expect("the loop condition says it is not empty") {
+            match self
+                .undo
+                .pop()
+                .expect("the loop condition says it is not empty")
+            {
                 Undo::State(order_id, Some(previous)) => {
                     self.states.insert(order_id, previous);
                 }
@@ -150,14 +154,21 @@ impl<'s> Stage<'s> {
 
     /// If `event_id` is already stored or staged: the original's result when the content
     /// digest is the same, a conflict when it differs.
-    fn duplicate_of(&self, event_id: &EventId, digest: &ContentDigest) -> Result<Option<AppendResult>> {
+    fn duplicate_of(
+        &self,
+        event_id: &EventId,
+        digest: &ContentDigest,
+    ) -> Result<Option<AppendResult>> {
         let (original, original_digest) = if let Some(staged) = self.ids.get(event_id) {
             (staged.result.clone(), staged.digest)
         } else if let Some(position) = self.store.event_position(event_id)? {
-            let event = self.store.event(position)?.ok_or_else(|| Error::Corruption {
-                position,
-                reason: format!("event id {event_id} points to a missing event"),
-            })?;
+            let event = self
+                .store
+                .event(position)?
+                .ok_or_else(|| Error::Corruption {
+                    position,
+                    reason: format!("event id {event_id} points to a missing event"),
+                })?;
             let digest = content_digest(&event.order_id, &event.data);
             let result = AppendResult {
                 position,
@@ -213,10 +224,11 @@ impl<'s> Stage<'s> {
             recorded_at: event.recorded_at,
             duplicate: false,
         };
-        let next = apply(state, &event)
-            .expect("an event the rules accepted always yields an order state");
+        let next =
+            apply(state, &event).expect("an event the rules accepted always yields an order state");
         let previous = self.states.insert(event.order_id.clone(), next);
-        self.undo.push(Undo::State(event.order_id.clone(), previous));
+        self.undo
+            .push(Undo::State(event.order_id.clone(), previous));
         if let Some(digest) = digest {
             self.ids.insert(
                 event.event_id,
@@ -256,7 +268,11 @@ impl<'s> Stage<'s> {
             }
         };
         let occurred_at = new.occurred_at.unwrap_or(recorded_at);
-        if occurred_at.micros() > recorded_at.micros().saturating_add(OCCURRED_AHEAD_MICROS_MAX) {
+        if occurred_at.micros()
+            > recorded_at
+                .micros()
+                .saturating_add(OCCURRED_AHEAD_MICROS_MAX)
+        {
             return Err(crate::domain::FieldError::new(
                 "occurred_at",
                 format!(
@@ -269,7 +285,9 @@ impl<'s> Stage<'s> {
             position,
             order_id: new.order_id,
             version,
-            event_id: new.event_id.unwrap_or_else(|| EventId(uuid::Uuid::now_v7())),
+            event_id: new
+                .event_id
+                .unwrap_or_else(|| EventId(uuid::Uuid::now_v7())),
             schema_version: SCHEMA_VERSION,
             recorded_at,
             occurred_at,
@@ -317,7 +335,10 @@ fn check_preserved(
     if p.version != version {
         return Err(FieldError::new(
             "version",
-            format!("is {}, but the order's next version is {version}", p.version),
+            format!(
+                "is {}, but the order's next version is {version}",
+                p.version
+            ),
         )
         .into());
     }
@@ -326,10 +347,7 @@ fn check_preserved(
     {
         return Err(FieldError::new(
             "recorded_at",
-            format!(
-                "{} is not after the previous event's {last}",
-                p.recorded_at
-            ),
+            format!("{} is not after the previous event's {last}", p.recorded_at),
         )
         .into());
     }

@@ -65,7 +65,11 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
         let event = match item {
             Ok(event) => event,
             Err(Error::Corruption { position, reason }) => {
-                let position = if position.0 == 0 { walk.expected } else { position };
+                let position = if position.0 == 0 {
+                    walk.expected
+                } else {
+                    position
+                };
                 return Ok(walk.report(Some((position, reason))));
             }
             Err(e) => return Err(e),
@@ -85,7 +89,10 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
         Err(e) => return Err(e),
         Ok(head) if head.hash != walk.hash => Some((
             head.position,
-            format!("the head record's hash {} is not the last event's", head.hash),
+            format!(
+                "the head record's hash {} is not the last event's",
+                head.hash
+            ),
         )),
         Ok(head) if head.orders != walk.orders => Some((
             head.position,

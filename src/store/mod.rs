@@ -37,7 +37,13 @@ pub const CF_EVENT_IDS: &str = "event_ids";
 pub const CF_ORDER_STATE: &str = "order_state";
 /// See the module docs.
 pub const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 5] = [CF_EVENTS, CF_ORDER_INDEX, CF_EVENT_IDS, CF_ORDER_STATE, CF_META];
+const COLUMN_FAMILIES: [&str; 5] = [
+    CF_EVENTS,
+    CF_ORDER_INDEX,
+    CF_EVENT_IDS,
+    CF_ORDER_STATE,
+    CF_META,
+];
 
 /// The ledger format this code reads and writes (stored in `meta`).
 pub const LEDGER_FORMAT_VERSION: u8 = 1;
@@ -240,7 +246,8 @@ impl Store {
             .db
             .get_pinned_cf(self.cf(CF_EVENTS), keys::event_key(position))
             .map_err(storage)?;
-        raw.map(|bytes| decode_checked(position, &bytes)).transpose()
+        raw.map(|bytes| decode_checked(position, &bytes))
+            .transpose()
     }
 
     /// Events from position `from` (inclusive) on, in position order, each decoded and
@@ -248,7 +255,10 @@ impl Store {
     pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
         let start = keys::event_key(from);
         self.db
-            .iterator_cf(self.cf(CF_EVENTS), IteratorMode::From(&start, Direction::Forward))
+            .iterator_cf(
+                self.cf(CF_EVENTS),
+                IteratorMode::From(&start, Direction::Forward),
+            )
             .map(|item| {
                 let (key, value) = item.map_err(storage)?;
                 let position = keys::decode_event_key(&key).ok_or_else(|| Error::Corruption {
@@ -314,10 +324,17 @@ impl Store {
     }
 
     /// The position stored for (order, version), if any.
-    pub fn version_position(&self, order_id: &OrderId, version: Version) -> Result<Option<Position>> {
+    pub fn version_position(
+        &self,
+        order_id: &OrderId,
+        version: Version,
+    ) -> Result<Option<Position>> {
         let raw = self
             .db
-            .get_pinned_cf(self.cf(CF_ORDER_INDEX), keys::order_index_key(order_id, version))
+            .get_pinned_cf(
+                self.cf(CF_ORDER_INDEX),
+                keys::order_index_key(order_id, version),
+            )
             .map_err(storage)?;
         Ok(raw.and_then(|v| keys::decode_position(&v)))
     }
@@ -360,8 +377,14 @@ impl Store {
                 commit.events.len() as u64,
                 "a commit's positions are contiguous"
             );
-            assert_eq!(last.position, commit.head.position, "the head is the last event");
-            assert_eq!(last.hash, commit.head.hash, "the head hash is the last event's");
+            assert_eq!(
+                last.position, commit.head.position,
+                "the head is the last event"
+            );
+            assert_eq!(
+                last.hash, commit.head.hash,
+                "the head hash is the last event's"
+            );
         }
         let (events, index, ids, states, meta) = (
             self.cf(CF_EVENTS),
@@ -373,12 +396,24 @@ impl Store {
         let mut batch = WriteBatch::default();
         for event in commit.events {
             let position = keys::encode_position(event.position);
-            batch.put_cf(events, keys::event_key(event.position), codec::encode_event(event));
-            batch.put_cf(index, keys::order_index_key(&event.order_id, event.version), position);
+            batch.put_cf(
+                events,
+                keys::event_key(event.position),
+                codec::encode_event(event),
+            );
+            batch.put_cf(
+                index,
+                keys::order_index_key(&event.order_id, event.version),
+                position,
+            );
             batch.put_cf(ids, keys::event_id_key(&event.event_id), position);
         }
         for state in &commit.states {
-            batch.put_cf(states, keys::order_state_key(&state.order_id), codec::encode_state(state));
+            batch.put_cf(
+                states,
+                keys::order_state_key(&state.order_id),
+                codec::encode_state(state),
+            );
         }
         batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
         self.write(batch, durability)
@@ -421,11 +456,15 @@ impl Store {
 
 /// Decodes an event read at `position` and checks it claims that position.
 fn decode_checked(position: Position, bytes: &[u8]) -> Result<Event> {
-    let event = codec::decode_event(bytes).map_err(|reason| Error::Corruption { position, reason })?;
+    let event =
+        codec::decode_event(bytes).map_err(|reason| Error::Corruption { position, reason })?;
     if event.position != position {
         return Err(Error::Corruption {
             position,
-            reason: format!("the record stored at position {position} says position {}", event.position),
+            reason: format!(
+                "the record stored at position {position} says position {}",
+                event.position
+            ),
         });
     }
     Ok(event)

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde_json::Value;
 
-pub const PLACED: &str = r#"{"customer_id":"C-1","currency":"EUR","lines":[{"sku":"A","quantity":2,"unit_price":500}]}"#;
+pub const PLACED: &str =
+    r#"{"customer_id":"C-1","currency":"EUR","lines":[{"sku":"A","quantity":2,"unit_price":500}]}"#;
 
 /// A temporary directory holding a ledger at `dir/ledger`.
 pub struct TestLedger {
@@ -15,7 +16,9 @@ pub struct TestLedger {
 
 impl TestLedger {
     pub fn new() -> TestLedger {
-        TestLedger { tmp: tempfile::tempdir().expect("a temporary directory") }
+        TestLedger {
+            tmp: tempfile::tempdir().expect("a temporary directory"),
+        }
     }
 
     pub fn dir(&self) -> PathBuf {
@@ -53,7 +56,9 @@ impl TestLedger {
     }
 
     pub fn append(&self, order: &str, event_type: &str, data: &str) -> Value {
-        self.json(&["append", "--order", order, "--type", event_type, "--data", data])
+        self.json(&[
+            "append", "--order", order, "--type", event_type, "--data", data,
+        ])
     }
 
     /// (head position, head hash), or None when no ledger exists.
@@ -71,6 +76,9 @@ impl TestLedger {
 
 pub fn ordo_at(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("ordo").expect("the ordo binary is built");
-    cmd.env_remove("ORDO_DATA_DIR").arg("--data-dir").arg(dir).args(args);
+    cmd.env_remove("ORDO_DATA_DIR")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args);
     cmd
 }
