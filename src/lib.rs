@@ -17,3 +17,8 @@ pub mod ledger;
 pub mod store;
 
 pub use error::{Error, Result};
+
+/// The README's Rust example compiles as a doc test, so the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
