@@ -7,6 +7,8 @@
 //! - [`domain`]: event types, order state, the rules and the fold. No I/O.
 //! - [`store`]: RocksDB, keys, the record codec and the hash chain. The only I/O on the ledger.
 //! - [`ledger`]: the public API: open, append (through the sequencer), read, verify.
+//! - [`projection`]: the aggregate projections and queries, as pure folds.
+//! - [`replay`]: the whole ledger at a point in time, from the nearest snapshot.
 //! - [`generate`]: deterministic realistic workloads.
 //! - `cli` (binary only): parses arguments and prints.
 
@@ -14,6 +16,8 @@ pub mod domain;
 pub mod error;
 pub mod generate;
 pub mod ledger;
+pub mod projection;
+pub mod replay;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 
 mod output;
 mod read;
+mod views;
 mod write;
 
 use std::path::PathBuf;
@@ -55,6 +56,21 @@ enum Command {
     Verify,
     /// Counts, head and size of the ledger.
     Stats,
+    /// Query the projections, now or at a point in time.
+    #[command(subcommand)]
+    Query(views::Query),
+    /// The whole ledger as it was at a point: a summary, every order (--format ndjson), or a
+    /// copy (--into DIR).
+    Replay(views::ReplayArgs),
+    /// An order's timeline with the state after each event, or everything an actor recorded.
+    Audit(views::AuditArgs),
+    /// Create, list and prune snapshots of the projections.
+    #[command(subcommand)]
+    Snapshot(views::Snapshot),
+    /// Show or change a ledger setting (snapshot_every).
+    Config(views::ConfigArgs),
+    /// Rebuild every projection from the log, compare by digest, swap atomically.
+    Rebuild(views::RebuildArgs),
 }
 
 /// The time filters of product.md section 5.
@@ -77,7 +93,7 @@ pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp, ordo::Error> {
 }
 
 impl TimeArgs {
-    fn filter(&self) -> Result<Filter, ordo::Error> {
+    pub fn filter(&self) -> Result<Filter, ordo::Error> {
         Ok(Filter {
             as_of: self
                 .as_of
@@ -106,5 +122,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::State(args) => read::state(cli, args, out),
         Command::Verify => read::verify(cli, out),
         Command::Stats => read::stats(cli, out),
+        Command::Query(q) => views::query(cli, q, out),
+        Command::Replay(args) => views::replay(cli, args, out),
+        Command::Audit(args) => views::audit(cli, args, out),
+        Command::Snapshot(cmd) => views::snapshot(cli, cmd, out),
+        Command::Config(args) => views::config(cli, args, out),
+        Command::Rebuild(args) => views::rebuild(cli, args, out),
     }
 }

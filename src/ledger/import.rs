@@ -36,6 +36,9 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// Events per durable commit of an import (and of `replay --into`).
+pub const BATCH_EVENTS_DEFAULT: usize = 5_000;
+
 /// How to import.
 #[derive(Clone, Copy, Debug)]
 pub struct ImportOptions {
@@ -49,7 +52,7 @@ impl Default for ImportOptions {
     fn default() -> ImportOptions {
         ImportOptions {
             preserve: false,
-            batch_events: 5_000,
+            batch_events: BATCH_EVENTS_DEFAULT,
         }
     }
 }

@@ -8,6 +8,7 @@ mod input;
 mod sequencer;
 mod stage;
 mod verify;
+mod views;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use input::{
 pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer};
 pub use stage::AppendResult;
 pub use verify::VerifyReport;
+pub use views::{RebuildReport, SnapshotInfo};
 
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply};
 use crate::error::{Error, Result};
@@ -51,7 +53,7 @@ pub struct Stats {
     pub head_position: Position,
     /// Hash of the last event.
     pub head_hash: String,
-    /// Snapshots stored (snapshots arrive with the replay engine).
+    /// Snapshots stored.
     pub snapshots: u64,
     /// Bytes of the ledger's files on disk.
     pub bytes: u64,
@@ -158,7 +160,7 @@ impl Ledger {
             orders: head.orders,
             head_position: head.position,
             head_hash: head.hash.to_hex(),
-            snapshots: 0,
+            snapshots: self.store.snapshot_headers()?.len() as u64,
             bytes: self.store.disk_bytes()?,
         })
     }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::domain::Timestamp;
+use crate::domain::{Position, Timestamp};
 use crate::error::{Error, Result};
-use crate::store::{Commit, Durability, Head, Store};
+use crate::store::{Commit, Durability, Head, SnapshotHeader, Store};
 
 use super::input::NewEvent;
 use super::stage::{AppendResult, Stage};
@@ -32,9 +32,16 @@ struct Request {
     reply: SyncSender<Result<Vec<AppendResult>>>,
 }
 
+/// Work for the writer thread.
+enum Work {
+    Append(Request),
+    /// Work that needs the store to itself between two commits (snapshots, rebuilds).
+    Exclusive(Box<dyn FnOnce(&Store) + Send>),
+}
+
 /// A handle to the writer thread. Dropping it lets the thread finish the queue and stop.
 pub struct Sequencer {
-    queue: Option<SyncSender<Request>>,
+    queue: Option<SyncSender<Work>>,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -79,7 +86,25 @@ impl Sequencer {
         self.queue
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Request { events, reply })
+            .send(Work::Append(Request { events, reply }))
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Runs `work` on the writer thread between two commits: no event is committed while it
+    /// runs, so it sees and may replace the projections consistently.
+    pub fn exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = sync_channel(1);
+        let job = Box::new(move |store: &Store| {
+            let _ = reply.send(work(store));
+        });
+        self.queue
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Work::Exclusive(job))
             .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
     }
@@ -102,32 +127,64 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, requests: &Receiver<Request>) {
-        let mut carried: Option<Request> = None;
+    fn run(mut self, requests: &Receiver<Work>) {
+        let mut carried: Option<Work> = None;
         loop {
             let first = match carried.take() {
-                Some(request) => request,
+                Some(work) => work,
                 None => match requests.recv() {
-                    Ok(request) => request,
+                    Ok(work) => work,
                     Err(_) => return,
                 },
+            };
+            let first = match first {
+                Work::Append(request) => request,
+                Work::Exclusive(job) => {
+                    job(&self.store);
+                    continue;
+                }
             };
             let mut events = first.events.len();
             let mut group = vec![first];
             while events < COMMIT_EVENTS_MAX {
                 match requests.try_recv() {
-                    Ok(request) if events + request.events.len() > COMMIT_EVENTS_MAX => {
-                        carried = Some(request);
-                        break;
-                    }
-                    Ok(request) => {
+                    Ok(Work::Append(request))
+                        if events + request.events.len() <= COMMIT_EVENTS_MAX =>
+                    {
                         events += request.events.len();
                         group.push(request);
+                    }
+                    Ok(work) => {
+                        carried = Some(work);
+                        break;
                     }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
+            let before = self.head.position;
             self.commit_group(group);
+            self.snapshot_if_due(before);
+        }
+    }
+
+    /// Takes the automatic snapshot when the last commit crossed a multiple of
+    /// `snapshot_every_events`. A failure is logged, not fatal: snapshots only save time.
+    fn snapshot_if_due(&self, before: Position) {
+        let every = match self.store.settings() {
+            Ok(settings) => settings.snapshot_every_events,
+            Err(e) => {
+                tracing::warn!("cannot read the ledger settings: {e}");
+                return;
+            }
+        };
+        if every > 0
+            && before.0 / every != self.head.position.0 / every
+            && let Err(e) = snapshot(&self.store)
+        {
+            tracing::warn!(
+                "automatic snapshot at position {} failed: {e}",
+                self.head.position
+            );
         }
     }
 
@@ -146,7 +203,7 @@ impl Writer {
             }
         }
         let head = stage.head();
-        let (events, states) = stage.take();
+        let (events, states, delta) = stage.take();
         let outcome = if events.is_empty() {
             Ok(())
         } else {
@@ -154,6 +211,7 @@ impl Writer {
                 events: &events,
                 states: states.values().collect(),
                 head,
+                delta: &delta,
             };
             self.store.commit(&commit, self.durability)
         };
@@ -175,6 +233,15 @@ impl Writer {
             }
         }
     }
+}
+
+/// Snapshots the stored projections at the head. Only on the writer thread (or with the
+/// writer lock and no sequencer), so that no commit interleaves.
+pub(crate) fn snapshot(store: &Store) -> Result<SnapshotHeader> {
+    let book = store.live_book()?;
+    let now = Timestamp::from_datetime(chrono::Utc::now())
+        .expect("the system clock is between the years 1 and 9999");
+    store.write_snapshot(&book, now)
 }
 
 fn stage_request(

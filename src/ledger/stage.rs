@@ -16,6 +16,7 @@ use crate::domain::{
     SCHEMA_VERSION, Timestamp, Version, apply, decide,
 };
 use crate::error::{Error, Result};
+use crate::projection::{Delta, Effects, effects};
 use crate::store::{Head, Store, chain};
 
 use super::input::NewEvent;
@@ -62,6 +63,7 @@ enum Undo {
 pub struct Checkpoint {
     head: Head,
     events_len: usize,
+    effects_len: usize,
     undo_len: usize,
 }
 
@@ -78,6 +80,8 @@ pub struct Stage<'s> {
     states: HashMap<OrderId, OrderState>,
     ids: HashMap<EventId, StagedId>,
     events: Vec<Event>,
+    /// Each kept event's contribution to the aggregate projections.
+    effects: Vec<(OrderId, Timestamp, Effects)>,
     keep_events: bool,
     undo: Vec<Undo>,
 }
@@ -92,6 +96,7 @@ impl<'s> Stage<'s> {
             states: HashMap::new(),
             ids: HashMap::new(),
             events: Vec::new(),
+            effects: Vec::new(),
             keep_events,
             undo: Vec::new(),
         }
@@ -107,6 +112,7 @@ impl<'s> Stage<'s> {
         Checkpoint {
             head: self.head,
             events_len: self.events.len(),
+            effects_len: self.effects.len(),
             undo_len: self.undo.len(),
         }
     }
@@ -131,17 +137,23 @@ impl<'s> Stage<'s> {
             }
         }
         self.events.truncate(checkpoint.events_len);
+        self.effects.truncate(checkpoint.effects_len);
         self.head = checkpoint.head;
     }
 
-    /// Staged events and the states of the orders they touched, leaving the stage empty
-    /// (its head stays).
-    pub fn take(&mut self) -> (Vec<Event>, HashMap<OrderId, OrderState>) {
+    /// Staged events, the states of the orders they touched and their sum of projection
+    /// effects, leaving the stage empty (its head stays).
+    pub fn take(&mut self) -> (Vec<Event>, HashMap<OrderId, OrderState>, Delta) {
         self.undo.clear();
         self.ids.clear();
+        let mut delta = Delta::default();
+        for (order_id, occurred_at, effects) in self.effects.drain(..) {
+            delta.add(&order_id, occurred_at, effects);
+        }
         (
             std::mem::take(&mut self.events),
             std::mem::take(&mut self.states),
+            delta,
         )
     }
 
@@ -224,8 +236,15 @@ impl<'s> Stage<'s> {
             recorded_at: event.recorded_at,
             duplicate: false,
         };
-        let next =
-            apply(state, &event).expect("an event the rules accepted always yields an order state");
+        let next = apply(state.clone(), &event)
+            .expect("an event the rules accepted always yields an order state");
+        if self.keep_events {
+            self.effects.push((
+                event.order_id.clone(),
+                event.occurred_at,
+                effects(state.as_ref(), &next, &event),
+            ));
+        }
         let previous = self.states.insert(event.order_id.clone(), next);
         self.undo
             .push(Undo::State(event.order_id.clone(), previous));

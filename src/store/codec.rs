@@ -69,6 +69,16 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// Encodes any other stored record (projection rows, snapshot headers, settings).
+pub fn encode_record<T: Serialize>(value: &T) -> Vec<u8> {
+    encode(value)
+}
+
+/// Decodes any other stored record.
+pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    decode(bytes)
+}
+
 /// Encodes a stored event.
 pub fn encode_event(event: &Event) -> Vec<u8> {
     encode(event)

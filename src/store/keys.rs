@@ -2,7 +2,8 @@
 //! sort in numeric order; identifiers never contain 0x00 (product.md section 1), so 0x00 can
 //! end an order id inside a key.
 
-use crate::domain::{EventId, OrderId, Position, Version};
+use crate::domain::{Currency, CustomerId, EventId, OrderId, Position, Status, Version};
+use crate::projection::{CustomerKey, Day, RevenueKey, status_index};
 
 /// `events` key: the position, 8 bytes big-endian.
 pub fn event_key(position: Position) -> [u8; 8] {
@@ -48,6 +49,88 @@ pub fn encode_position(position: Position) -> [u8; 8] {
 pub fn decode_position(value: &[u8]) -> Option<Position> {
     Some(Position(u64::from_be_bytes(value.try_into().ok()?)))
 }
+
+/// `status_orders` key: the status's index in `Status::ALL` (1 byte), then the order id.
+pub fn status_order_key(status: Status, order_id: &OrderId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(order_id.as_str().len() + 1);
+    key.push(u8::try_from(status_index(status)).expect("six statuses"));
+    key.extend_from_slice(order_id.as_str().as_bytes());
+    key
+}
+
+/// `customers` key: customer id, 0x00, currency.
+pub fn customer_key(key: &CustomerKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.customer_id.as_str().len() + 4);
+    out.extend_from_slice(key.customer_id.as_str().as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.currency.as_str().as_bytes());
+    out
+}
+
+/// Decodes a `customers` key.
+pub fn decode_customer_key(bytes: &[u8]) -> Option<CustomerKey> {
+    let split = bytes.iter().position(|b| *b == 0)?;
+    let customer = std::str::from_utf8(&bytes[..split]).ok()?;
+    let currency = std::str::from_utf8(&bytes[split + 1..]).ok()?;
+    Some(CustomerKey {
+        customer_id: CustomerId::new(customer).ok()?,
+        currency: Currency::new(currency).ok()?,
+    })
+}
+
+/// `revenue` key: the day as u32 big-endian with the sign bit flipped (so days before 1970
+/// sort first), then the currency.
+pub fn revenue_key(key: &RevenueKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(7);
+    out.extend_from_slice(&((key.day.0 as u32) ^ 0x8000_0000).to_be_bytes());
+    out.extend_from_slice(key.currency.as_str().as_bytes());
+    out
+}
+
+/// Decodes a `revenue` key.
+pub fn decode_revenue_key(bytes: &[u8]) -> Option<RevenueKey> {
+    let day = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) ^ 0x8000_0000;
+    let currency = std::str::from_utf8(bytes.get(4..)?).ok()?;
+    Some(RevenueKey {
+        day: Day(day as i32),
+        currency: Currency::new(currency).ok()?,
+    })
+}
+
+/// `snapshots` key prefix of one snapshot: its position, 8 bytes big-endian.
+pub fn snapshot_prefix(position: Position) -> [u8; 8] {
+    position.0.to_be_bytes()
+}
+
+/// `snapshots` row kinds, the byte after the position.
+pub const SNAPSHOT_ORDER: u8 = 1;
+/// See `SNAPSHOT_ORDER`.
+pub const SNAPSHOT_CUSTOMER: u8 = 2;
+/// See `SNAPSHOT_ORDER`.
+pub const SNAPSHOT_REVENUE: u8 = 3;
+
+/// `snapshots` key: position, kind, then the row's own key.
+pub fn snapshot_key(position: Position, kind: u8, row_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + row_key.len());
+    key.extend_from_slice(&snapshot_prefix(position));
+    key.push(kind);
+    key.extend_from_slice(row_key);
+    key
+}
+
+/// `meta` key of a snapshot's header: `snapshot/` then the position big-endian.
+pub fn snapshot_header_key(position: Position) -> Vec<u8> {
+    let mut key = META_SNAPSHOT_PREFIX.to_vec();
+    key.extend_from_slice(&position.0.to_be_bytes());
+    key
+}
+
+/// Prefix of every snapshot header key in `meta`.
+pub const META_SNAPSHOT_PREFIX: &[u8] = b"snapshot/";
+/// `meta` key of the aggregate totals (status counts, latest occurred_at).
+pub const META_TOTALS: &[u8] = b"totals";
+/// `meta` key of the ledger settings.
+pub const META_SETTINGS: &[u8] = b"settings";
 
 /// `meta` key of the format version (value: 1 byte).
 pub const META_FORMAT: &[u8] = b"format_version";

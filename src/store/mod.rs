@@ -6,7 +6,11 @@
 //! - `event_ids`: event id -> position. Idempotency for the life of the ledger.
 //! - `order_state`: order id -> order state. The per-order projection, kept in the same
 //!   commit as the events it folds.
-//! - `meta`: format version and the head (position, hash, recorded_at, orders).
+//! - `status_orders`, `customers`, `revenue`: the aggregate projections (`projection/`),
+//!   also kept in the same commit as the events.
+//! - `snapshots`: rows of saved projections at a position (headers are in `meta`).
+//! - `meta`: format version, the head (position, hash, recorded_at, orders), aggregate
+//!   totals, settings, snapshot headers.
 //!
 //! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
 //! the WAL is fsynced.
@@ -14,6 +18,9 @@
 pub mod chain;
 pub mod codec;
 pub mod keys;
+mod projections;
+
+pub use projections::{Settings, SnapshotHeader, digest as projections_digest};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Event, EventId, Hash, OrderId, OrderState, Position, Timestamp, Version};
 use crate::error::{Error, Result};
+use crate::projection::Delta;
 
 /// Column family names.
 pub const CF_EVENTS: &str = "events";
@@ -36,12 +44,24 @@ pub const CF_EVENT_IDS: &str = "event_ids";
 /// See the module docs.
 pub const CF_ORDER_STATE: &str = "order_state";
 /// See the module docs.
+pub const CF_STATUS_ORDERS: &str = "status_orders";
+/// See the module docs.
+pub const CF_CUSTOMERS: &str = "customers";
+/// See the module docs.
+pub const CF_REVENUE: &str = "revenue";
+/// See the module docs.
+pub const CF_SNAPSHOTS: &str = "snapshots";
+/// See the module docs.
 pub const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 5] = [
+const COLUMN_FAMILIES: [&str; 9] = [
     CF_EVENTS,
     CF_ORDER_INDEX,
     CF_EVENT_IDS,
     CF_ORDER_STATE,
+    CF_STATUS_ORDERS,
+    CF_CUSTOMERS,
+    CF_REVENUE,
+    CF_SNAPSHOTS,
     CF_META,
 ];
 
@@ -104,6 +124,8 @@ pub struct Commit<'a> {
     pub states: Vec<&'a OrderState>,
     /// The head after the commit.
     pub head: Head,
+    /// What the events add to the aggregate projections.
+    pub delta: &'a Delta,
 }
 
 /// An open ledger database.
@@ -368,8 +390,8 @@ impl Store {
         Ok(raw.and_then(|v| keys::decode_position(&v)))
     }
 
-    /// Writes one commit atomically: events, index entries, event ids, order states and the
-    /// head, in one `WriteBatch`.
+    /// Writes one commit atomically: events, index entries, event ids, order states, the
+    /// aggregate projections and the head, in one `WriteBatch`.
     pub fn commit(&self, commit: &Commit<'_>, durability: Durability) -> Result<()> {
         if let (Some(first), Some(last)) = (commit.events.first(), commit.events.last()) {
             assert_eq!(
@@ -415,6 +437,7 @@ impl Store {
                 codec::encode_state(state),
             );
         }
+        self.put_delta(&mut batch, commit.delta)?;
         batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
         self.write(batch, durability)
     }

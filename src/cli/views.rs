@@ -1,0 +1,393 @@
+//! Whole-ledger commands: query, replay, audit, snapshot, config, rebuild.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use ordo::domain::{Actor, Currency, CustomerId, OrderId, Status};
+use ordo::ledger::Ledger;
+use ordo::projection::Day;
+use ordo::projection::query::{OrderFilter, Period, RevenueFilter};
+use ordo::store::Access;
+
+use super::read::Bar;
+use super::{Cli, TimeArgs, output, parse_time};
+
+fn invalid(message: String) -> ordo::Error {
+    ordo::Error::InvalidInput(message)
+}
+
+fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
+    Ledger::open(&cli.data_dir, Access::ReadOnly)
+}
+
+fn open_writer(cli: &Cli) -> Result<Ledger, ordo::Error> {
+    if !cli.data_dir.join("CURRENT").is_file() {
+        // Maintenance commands never create a ledger.
+        return open(cli);
+    }
+    Ledger::open(&cli.data_dir, Access::ReadWrite)
+}
+
+fn customer(text: Option<&str>) -> Result<Option<CustomerId>, ordo::Error> {
+    text.map(|c| CustomerId::new(c).map_err(|e| invalid(format!("--customer {c:?} {e}"))))
+        .transpose()
+}
+
+fn rows<T: serde::Serialize>(items: &[T]) -> Result<Vec<Value>> {
+    Ok(items
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Query {
+    /// Order states, in order-id order.
+    Orders {
+        /// Only orders in this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this customer's orders.
+        #[arg(long)]
+        customer: Option<String>,
+        /// At most N rows.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[command(flatten)]
+        time: TimeArgs,
+    },
+    /// Totals per customer and currency.
+    Customers {
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<String>,
+        #[command(flatten)]
+        time: TimeArgs,
+    },
+    /// Revenue bucketed by the day (or month) the events occurred, UTC.
+    Revenue {
+        /// Bucket size.
+        #[arg(long, value_enum, default_value_t = By::Day)]
+        by: By,
+        /// First day included.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Last day included.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// Only this currency.
+        #[arg(long, value_name = "CUR")]
+        currency: Option<String>,
+        #[command(flatten)]
+        time: TimeArgs,
+    },
+    /// Count of orders per status.
+    Statuses {
+        #[command(flatten)]
+        time: TimeArgs,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum By {
+    Day,
+    Month,
+}
+
+const ORDER_COLUMNS: &[&str] = &[
+    "order_id",
+    "customer_id",
+    "status",
+    "currency",
+    "total",
+    "paid",
+    "refunded",
+    "version",
+    "updated_at",
+];
+
+pub fn query(cli: &Cli, q: &Query, out: &mut dyn Write) -> Result<()> {
+    let fmt = cli.format;
+    match q {
+        Query::Orders {
+            status,
+            customer: c,
+            limit,
+            time,
+        } => {
+            let of = OrderFilter {
+                status: status
+                    .as_deref()
+                    .map(|s| Status::parse(s).map_err(|e| invalid(format!("--status: {e}"))))
+                    .transpose()?,
+                customer: customer(c.as_deref())?,
+                limit: *limit,
+            };
+            let filter = time.filter()?;
+            let states = open(cli)?.query_orders(&of, &filter)?;
+            output::rows(out, fmt, ORDER_COLUMNS, &rows(&states)?)
+        }
+        Query::Customers { customer: c, time } => {
+            let filter = time.filter()?;
+            let found = open(cli)?.query_customers(customer(c.as_deref())?.as_ref(), &filter)?;
+            let columns = [
+                "customer_id",
+                "currency",
+                "orders",
+                "total",
+                "paid",
+                "refunded",
+            ];
+            output::rows(out, fmt, &columns, &rows(&found)?)
+        }
+        Query::Revenue {
+            by,
+            from,
+            to,
+            currency,
+            time,
+        } => {
+            let day = |flag: &str, t: &Option<String>| {
+                t.as_deref()
+                    .map(|t| parse_time(flag, t).map(Day::of))
+                    .transpose()
+            };
+            let of = RevenueFilter {
+                by: match by {
+                    By::Day => Period::Day,
+                    By::Month => Period::Month,
+                },
+                from: day("--from", from)?,
+                to: day("--to", to)?,
+                currency: currency
+                    .as_deref()
+                    .map(|c| Currency::new(c).map_err(|e| invalid(format!("--currency {c:?} {e}"))))
+                    .transpose()?,
+            };
+            let filter = time.filter()?;
+            let found = open(cli)?.query_revenue(&of, &filter)?;
+            let columns = [
+                "period",
+                "currency",
+                "orders_placed",
+                "placed_total",
+                "captured",
+                "refunded",
+                "net",
+                "orders_cancelled",
+            ];
+            output::rows(out, fmt, &columns, &rows(&found)?)
+        }
+        Query::Statuses { time } => {
+            let filter = time.filter()?;
+            let found = open(cli)?.query_statuses(&filter)?;
+            output::rows(out, fmt, &["status", "count"], &rows(&found)?)
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    time: TimeArgs,
+    /// Write a point-in-time copy of the ledger into DIR (a new directory).
+    #[arg(long, value_name = "DIR")]
+    into: Option<PathBuf>,
+}
+
+pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
+    let filter = args.time.filter()?;
+    if filter.is_unfiltered() {
+        return Err(invalid(
+            "replay needs a point: --as-of TIME, --valid-at TIME or --at-position P".to_owned(),
+        )
+        .into());
+    }
+    let ledger = open(cli)?;
+    if let Some(dir) = &args.into {
+        let head = ledger.replay_into(&filter, dir, &Bar::new())?;
+        let value = json!({
+            "into": dir.display().to_string(),
+            "position": head.position,
+            "head_hash": head.hash.to_hex(),
+            "orders": head.orders,
+        });
+        return output::object(out, cli.format, &value);
+    }
+    let r = ledger.replay(&filter, &Bar::new())?;
+    if matches!(cli.format, output::Format::Ndjson) {
+        for state in r.book.orders.values() {
+            writeln!(out, "{}", serde_json::to_string(state)?)?;
+        }
+        return Ok(());
+    }
+    let statuses: serde_json::Map<String, Value> = Status::ALL
+        .iter()
+        .zip(r.book.totals.statuses)
+        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
+        .collect();
+    let summary = json!({
+        "position": r.position,
+        "head_hash": r.head_hash.to_hex(),
+        "statuses": statuses,
+        "events_applied": r.events_applied,
+        "snapshot_position": r.snapshot.map(|h| h.position),
+        "elapsed_ms": r.elapsed_ms,
+    });
+    output::object(out, cli.format, &summary)
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The order to audit (or use --actor).
+    #[arg(required_unless_present = "actor", conflicts_with = "actor")]
+    order: Option<String>,
+    /// Everything this actor recorded.
+    #[arg(long)]
+    actor: Option<String>,
+    /// With --actor: recorded at or after TIME.
+    #[arg(long, value_name = "TIME", requires = "actor")]
+    from: Option<String>,
+    /// With --actor: recorded at or before TIME.
+    #[arg(long, value_name = "TIME", requires = "actor")]
+    to: Option<String>,
+    #[command(flatten)]
+    time: TimeArgs,
+}
+
+const AUDIT_COLUMNS: &[&str] = &[
+    "position",
+    "version",
+    "type",
+    "actor",
+    "recorded_at",
+    "occurred_at",
+    "state_after",
+    "verified",
+];
+
+pub fn audit(cli: &Cli, args: &AuditArgs, out: &mut dyn Write) -> Result<()> {
+    let entries = match (&args.order, &args.actor) {
+        (Some(order), _) => {
+            let id = OrderId::new(order.as_str())
+                .map_err(|e| invalid(format!("order id {order:?} {e}")))?;
+            let filter = args.time.filter()?;
+            open(cli)?.audit(&id, &filter)?
+        }
+        (None, Some(actor)) => {
+            let actor = Actor::new(actor.as_str())
+                .map_err(|e| invalid(format!("--actor {actor:?} {e}")))?;
+            let time =
+                |flag, t: &Option<String>| t.as_deref().map(|t| parse_time(flag, t)).transpose();
+            let (from, to) = (time("--from", &args.from)?, time("--to", &args.to)?);
+            open(cli)?.audit_actor(&actor, from, to)?
+        }
+        (None, None) => unreachable!("clap requires an order or --actor"),
+    };
+    output::rows(out, cli.format, AUDIT_COLUMNS, &entries)?;
+    if let Some(bad) = entries.iter().find(|e| e["verified"] == Value::Bool(false)) {
+        let position = ordo::domain::Position(bad["position"].as_u64().unwrap_or(0));
+        return Err(ordo::Error::Corruption {
+            position,
+            reason: "its hash does not verify against its predecessor".to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Snapshot {
+    /// Snapshot every projection at the head now.
+    Create,
+    /// List snapshots (those of other projection code are marked unusable).
+    List,
+    /// Delete all but the newest N snapshots.
+    Prune {
+        /// How many to keep.
+        #[arg(long, value_name = "N")]
+        keep: usize,
+    },
+}
+
+pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        Snapshot::Create => {
+            let header = open_writer(cli)?.snapshot_create()?;
+            let info = ordo::ledger::SnapshotInfo::from(header);
+            output::object(out, cli.format, &serde_json::to_value(info)?)
+        }
+        Snapshot::List => {
+            let list = open(cli)?.snapshots()?;
+            let columns = [
+                "position",
+                "orders",
+                "max_occurred_at",
+                "created_at",
+                "usable",
+            ];
+            output::rows(out, cli.format, &columns, &rows(&list)?)
+        }
+        Snapshot::Prune { keep } => {
+            let deleted = open_writer(cli)?.snapshot_prune(*keep)?;
+            output::object(
+                out,
+                cli.format,
+                &json!({ "deleted": deleted, "kept": keep }),
+            )
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// The setting to show or change (snapshot_every).
+    key: Option<String>,
+    /// Its new value.
+    value: Option<String>,
+}
+
+pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
+    match (&args.key, &args.value) {
+        (Some(key), _) if key != "snapshot_every" => Err(invalid(format!(
+            "unknown setting {key:?}; the settings are: snapshot_every"
+        ))
+        .into()),
+        (_, Some(value)) => {
+            let every: u64 = value.parse().map_err(|_| {
+                invalid(format!(
+                    "snapshot_every must be a whole number of events (0: never), got {value:?}"
+                ))
+            })?;
+            let ledger = open_writer(cli)?;
+            let mut settings = ledger.settings()?;
+            settings.snapshot_every_events = every;
+            ledger.set_settings(settings)?;
+            output::object(out, cli.format, &json!({ "snapshot_every": every }))
+        }
+        _ => {
+            let settings = open(cli)?.settings()?;
+            output::object(
+                out,
+                cli.format,
+                &json!({ "snapshot_every": settings.snapshot_every_events }),
+            )
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    /// Replace the stored projections even when they differ from the rebuild.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn rebuild(cli: &Cli, args: &RebuildArgs, out: &mut dyn Write) -> Result<()> {
+    let report = open_writer(cli)?.rebuild(args.force, Box::new(Bar::new()))?;
+    output::object(out, cli.format, &serde_json::to_value(report)?)
+}

@@ -1,0 +1,287 @@
+//! Projections: the whole ledger folded into current state, as pure functions of the log.
+//!
+//! - orders by status, and the count per status;
+//! - per-customer totals (per customer and currency);
+//! - revenue by day of occurred_at (UTC) and currency.
+//!
+//! (The per-order state is `domain::apply`.) Every aggregate is a sum, so one event's
+//! contribution is an `Effects` value that can be added to stored rows (the commit path) or to
+//! an in-memory `Book` (replay). Both paths use the same `effects`, so they cannot disagree.
+//! No I/O here; `store` persists rows and `replay` drives the fold.
+
+pub mod query;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Currency, CustomerId, Event, EventData, OrderId, OrderState, Position, Status, Timestamp, apply,
+};
+
+/// Version of the projection code. Snapshots record it; a snapshot written by another version
+/// is never trusted (it is reported and ignored). Bump it whenever `effects` or `apply` change
+/// what they compute.
+pub const PROJECTION_VERSION: u32 = 1;
+
+/// A UTC calendar day, as days since 1970-01-01.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Day(pub i32);
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+impl Day {
+    /// The day `t` falls on.
+    pub fn of(t: Timestamp) -> Day {
+        let days = t.micros().div_euclid(MICROS_PER_DAY);
+        Day(i32::try_from(days).expect("timestamps span years 1 to 9999, well within i32 days"))
+    }
+
+    /// Midnight UTC of the day.
+    pub fn start(self) -> Timestamp {
+        Timestamp::from_micros(i64::from(self.0) * MICROS_PER_DAY)
+            .expect("a day derived from a timestamp is in range")
+    }
+
+    /// `YYYY-MM-DD`.
+    pub fn label(self) -> String {
+        self.start().to_datetime().format("%Y-%m-%d").to_string()
+    }
+
+    /// `YYYY-MM`.
+    pub fn month_label(self) -> String {
+        self.start().to_datetime().format("%Y-%m").to_string()
+    }
+}
+
+/// Key of a per-customer totals row.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CustomerKey {
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// Amounts of different currencies are never added together.
+    pub currency: Currency,
+}
+
+/// Totals over one customer's orders in one currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerRow {
+    /// Orders placed.
+    pub orders: i64,
+    /// Sum of order totals.
+    pub total: i64,
+    /// Sum of captures.
+    pub paid: i64,
+    /// Sum of refunds.
+    pub refunded: i64,
+}
+
+/// Key of a revenue row.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RevenueKey {
+    /// The day the events occurred.
+    pub day: Day,
+    /// The currency.
+    pub currency: Currency,
+}
+
+/// What happened on one day in one currency, by occurred_at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevenueRow {
+    /// Orders placed that day.
+    pub orders_placed: i64,
+    /// Sum of their totals at placement.
+    pub placed_total: i64,
+    /// Payments captured that day.
+    pub captured: i64,
+    /// Refunds that day.
+    pub refunded: i64,
+    /// Orders cancelled that day.
+    pub orders_cancelled: i64,
+}
+
+/// Adds row `b` into `a` (saturating: sums of accepted amounts cannot overflow in practice,
+/// and a projection must stay total).
+pub trait Add {
+    /// `self += other`.
+    fn add(&mut self, other: &Self);
+}
+
+impl Add for CustomerRow {
+    fn add(&mut self, o: &Self) {
+        self.orders = self.orders.saturating_add(o.orders);
+        self.total = self.total.saturating_add(o.total);
+        self.paid = self.paid.saturating_add(o.paid);
+        self.refunded = self.refunded.saturating_add(o.refunded);
+    }
+}
+
+impl Add for RevenueRow {
+    fn add(&mut self, o: &Self) {
+        self.orders_placed = self.orders_placed.saturating_add(o.orders_placed);
+        self.placed_total = self.placed_total.saturating_add(o.placed_total);
+        self.captured = self.captured.saturating_add(o.captured);
+        self.refunded = self.refunded.saturating_add(o.refunded);
+        self.orders_cancelled = self.orders_cancelled.saturating_add(o.orders_cancelled);
+    }
+}
+
+/// One event's contribution to the aggregate projections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effects {
+    /// The order's status before (`None`: it did not exist) and after, when it changed.
+    pub status: Option<(Option<Status>, Status)>,
+    /// Change of the customer's totals.
+    pub customer: (CustomerKey, CustomerRow),
+    /// Change of the day's revenue, for the types that count there.
+    pub revenue: Option<(RevenueKey, RevenueRow)>,
+}
+
+/// What `event` adds to the aggregates, given the order before (`prev`) and after (`next`).
+pub fn effects(prev: Option<&OrderState>, next: &OrderState, event: &Event) -> Effects {
+    let before = prev.map(|p| p.status);
+    let status = (before != Some(next.status)).then_some((before, next.status));
+    let customer = CustomerRow {
+        orders: i64::from(prev.is_none()),
+        total: next.total.0.saturating_sub(prev.map_or(0, |p| p.total.0)),
+        paid: next.paid.0.saturating_sub(prev.map_or(0, |p| p.paid.0)),
+        refunded: next
+            .refunded
+            .0
+            .saturating_sub(prev.map_or(0, |p| p.refunded.0)),
+    };
+    let row = match &event.data {
+        EventData::OrderPlaced(_) => Some(RevenueRow {
+            orders_placed: 1,
+            placed_total: next.total.0,
+            ..RevenueRow::default()
+        }),
+        EventData::PaymentCaptured(p) => Some(RevenueRow {
+            captured: p.amount.0,
+            ..RevenueRow::default()
+        }),
+        EventData::PaymentRefunded(r) => Some(RevenueRow {
+            refunded: r.amount.0,
+            ..RevenueRow::default()
+        }),
+        EventData::OrderCancelled(_) => Some(RevenueRow {
+            orders_cancelled: 1,
+            ..RevenueRow::default()
+        }),
+        _ => None,
+    };
+    Effects {
+        status,
+        customer: (
+            CustomerKey {
+                customer_id: next.customer_id.clone(),
+                currency: next.currency.clone(),
+            },
+            customer,
+        ),
+        revenue: row.map(|row| {
+            (
+                RevenueKey {
+                    day: Day::of(event.occurred_at),
+                    currency: next.currency.clone(),
+                },
+                row,
+            )
+        }),
+    }
+}
+
+/// Count of orders per status, indexed like `Status::ALL`.
+pub type Statuses = [u64; 6];
+
+/// The index of `status` in `Status::ALL`.
+pub fn status_index(status: Status) -> usize {
+    Status::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("Status::ALL lists every status")
+}
+
+/// The sum of many events' effects: what one commit adds to the stored aggregates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Per order whose status changed: its status before the first and after the last event.
+    pub moves: BTreeMap<OrderId, (Option<Status>, Status)>,
+    /// Added to customer rows.
+    pub customers: BTreeMap<CustomerKey, CustomerRow>,
+    /// Added to revenue rows.
+    pub revenue: BTreeMap<RevenueKey, RevenueRow>,
+    /// The latest occurred_at among the events.
+    pub max_occurred_at: Option<Timestamp>,
+}
+
+impl Delta {
+    /// Adds one event's effects.
+    pub fn add(&mut self, order_id: &OrderId, occurred_at: Timestamp, effects: Effects) {
+        if let Some((from, to)) = effects.status {
+            self.moves
+                .entry(order_id.clone())
+                .and_modify(|m| m.1 = to)
+                .or_insert((from, to));
+        }
+        let (key, row) = effects.customer;
+        self.customers.entry(key).or_default().add(&row);
+        if let Some((key, row)) = effects.revenue {
+            self.revenue.entry(key).or_default().add(&row);
+        }
+        self.max_occurred_at = self.max_occurred_at.max(Some(occurred_at));
+    }
+}
+
+/// The aggregate state kept beside the rows: counts per status and the latest occurred_at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Orders per status.
+    pub statuses: Statuses,
+    /// The latest occurred_at of any event folded.
+    pub max_occurred_at: Option<Timestamp>,
+}
+
+/// Every projection in memory: what a replay builds, a snapshot stores, and a rebuild
+/// compares with the stored projections.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Book {
+    /// Every order's state.
+    pub orders: BTreeMap<OrderId, OrderState>,
+    /// Per-customer totals.
+    pub customers: BTreeMap<CustomerKey, CustomerRow>,
+    /// Revenue by day.
+    pub revenue: BTreeMap<RevenueKey, RevenueRow>,
+    /// Status counts and latest occurred_at.
+    pub totals: Totals,
+    /// Position of the last event folded (0: none).
+    pub position: Position,
+}
+
+impl Book {
+    /// Folds one event, in position order. Returns false (and changes nothing) for an event
+    /// of an order that does not exist in this view (only in `--valid-at` views).
+    pub fn apply(&mut self, event: &Event) -> bool {
+        let prev = self.orders.get(&event.order_id);
+        let Some(next) = apply(prev.cloned(), event) else {
+            return false;
+        };
+        let effects = effects(prev, &next, event);
+        if let Some((from, to)) = effects.status {
+            if let Some(from) = from {
+                let count = &mut self.totals.statuses[status_index(from)];
+                *count = count.saturating_sub(1);
+            }
+            self.totals.statuses[status_index(to)] += 1;
+        }
+        let (key, row) = effects.customer;
+        self.customers.entry(key).or_default().add(&row);
+        if let Some((key, row)) = effects.revenue {
+            self.revenue.entry(key).or_default().add(&row);
+        }
+        self.totals.max_occurred_at = self.totals.max_occurred_at.max(Some(event.occurred_at));
+        self.position = event.position;
+        self.orders.insert(event.order_id.clone(), next);
+        true
+    }
+}

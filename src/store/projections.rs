@@ -1,0 +1,413 @@
+//! Stored projections, snapshots and settings: rows in the `status_orders`, `customers`,
+//! `revenue` and `snapshots` column families and in `meta` (docs/format.md).
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+
+use super::{
+    CF_CUSTOMERS, CF_META, CF_ORDER_STATE, CF_REVENUE, CF_SNAPSHOTS, CF_STATUS_ORDERS, Durability,
+    Store, codec, keys, storage,
+};
+use crate::domain::{Hash, OrderId, OrderState, Position, Status, Timestamp};
+use crate::error::{Error, Result};
+use crate::projection::{
+    Add, Book, CustomerKey, CustomerRow, Delta, RevenueKey, RevenueRow, Totals, status_index,
+};
+
+/// A raw key and value read from RocksDB.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// Ledger settings, shown and changed by `ordo config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Take a snapshot automatically each time the head crosses a multiple of this many
+    /// events (0: never).
+    pub snapshot_every_events: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            snapshot_every_events: 100_000,
+        }
+    }
+}
+
+/// What a snapshot covers; stored in `meta` under `snapshot/<position>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// The last position folded into it.
+    pub position: Position,
+    /// The latest occurred_at of any event it contains (for `--valid-at` replays).
+    pub max_occurred_at: Option<Timestamp>,
+    /// Digest of its content (`digest`), checked when it is loaded.
+    pub digest: Hash,
+    /// `projection::PROJECTION_VERSION` of the code that wrote it.
+    pub projection_version: u32,
+    /// Orders it holds.
+    pub orders: u64,
+    /// When it was taken.
+    pub created_at: Timestamp,
+}
+
+/// A digest of every projection in `book`: equal books have equal digests.
+pub fn digest(book: &Book) -> Hash {
+    let mut hasher = Sha256::new();
+    for state in book.orders.values() {
+        hasher.update(codec::encode_state(state));
+    }
+    for (key, row) in &book.customers {
+        hasher.update(keys::customer_key(key));
+        hasher.update(codec::encode_record(row));
+    }
+    for (key, row) in &book.revenue {
+        hasher.update(keys::revenue_key(key));
+        hasher.update(codec::encode_record(row));
+    }
+    hasher.update(codec::encode_record(&book.totals));
+    Hash(hasher.finalize().into())
+}
+
+fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Corruption {
+        position: Position(0),
+        reason: format!("{what}: {reason}"),
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    codec::decode_record(bytes).map_err(|reason| corrupt(what, reason))
+}
+
+impl Store {
+    fn meta_record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_META), key)
+            .map_err(storage)?;
+        raw.map(|bytes| decode(&String::from_utf8_lossy(key), &bytes))
+            .transpose()
+    }
+
+    /// The ledger's settings (defaults until changed).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(self.meta_record(keys::META_SETTINGS)?.unwrap_or_default())
+    }
+
+    /// Stores new settings durably.
+    pub fn set_settings(&self, settings: &Settings) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::META_SETTINGS,
+            codec::encode_record(settings),
+        );
+        self.write(batch, Durability::Sync)
+    }
+
+    /// Orders per status and the latest occurred_at, as of the head.
+    pub fn totals(&self) -> Result<Totals> {
+        Ok(self.meta_record(keys::META_TOTALS)?.unwrap_or_default())
+    }
+
+    /// Adds a commit's projection changes to `batch` (reads the rows it changes).
+    pub(super) fn put_delta(&self, batch: &mut WriteBatch, delta: &Delta) -> Result<()> {
+        let status_cf = self.cf(CF_STATUS_ORDERS);
+        let mut totals = self.totals()?;
+        for (order_id, (from, to)) in &delta.moves {
+            if let Some(from) = from {
+                batch.delete_cf(status_cf, keys::status_order_key(*from, order_id));
+                let count = &mut totals.statuses[status_index(*from)];
+                *count = count.checked_sub(1).ok_or_else(|| {
+                    corrupt("totals", format!("no {} order to move", from.as_str()))
+                })?;
+            }
+            batch.put_cf(status_cf, keys::status_order_key(*to, order_id), []);
+            totals.statuses[status_index(*to)] += 1;
+        }
+        totals.max_occurred_at = totals.max_occurred_at.max(delta.max_occurred_at);
+        for (key, change) in &delta.customers {
+            let raw = keys::customer_key(key);
+            let mut row: CustomerRow = self.row(CF_CUSTOMERS, &raw)?.unwrap_or_default();
+            row.add(change);
+            batch.put_cf(self.cf(CF_CUSTOMERS), raw, codec::encode_record(&row));
+        }
+        for (key, change) in &delta.revenue {
+            let raw = keys::revenue_key(key);
+            let mut row: RevenueRow = self.row(CF_REVENUE, &raw)?.unwrap_or_default();
+            row.add(change);
+            batch.put_cf(self.cf(CF_REVENUE), raw, codec::encode_record(&row));
+        }
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::META_TOTALS,
+            codec::encode_record(&totals),
+        );
+        Ok(())
+    }
+
+    fn row<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> Result<Option<T>> {
+        let raw = self.db.get_pinned_cf(self.cf(cf), key).map_err(storage)?;
+        raw.map(|bytes| decode(cf, &bytes)).transpose()
+    }
+
+    /// Every (key, value) of a column family under `prefix`, in key order.
+    fn scan<'s>(
+        &'s self,
+        cf: &str,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
+        let mut opts = ReadOptions::default();
+        if let Some(upper) = prefix_upper_bound(prefix) {
+            opts.set_iterate_upper_bound(upper);
+        }
+        self.db
+            .iterator_cf_opt(
+                self.cf(cf),
+                opts,
+                IteratorMode::From(prefix, Direction::Forward),
+            )
+            .map(|item| item.map_err(storage))
+    }
+
+    /// Every order's current state, in order-id order.
+    pub fn order_states(&self) -> impl Iterator<Item = Result<OrderState>> + '_ {
+        self.scan(CF_ORDER_STATE, &[])
+            .map(|item| decode("order_state", &item?.1))
+    }
+
+    /// The current state of every order in `status`, in order-id order.
+    pub fn orders_in_status(
+        &self,
+        status: Status,
+    ) -> impl Iterator<Item = Result<OrderState>> + '_ {
+        let prefix = [u8::try_from(status_index(status)).expect("six statuses")];
+        self.scan(CF_STATUS_ORDERS, &prefix).map(move |item| {
+            let (key, _) = item?;
+            let order_id = std::str::from_utf8(&key[1..])
+                .ok()
+                .and_then(|id| OrderId::new(id).ok())
+                .ok_or_else(|| corrupt("status_orders", "malformed key"))?;
+            let state = self.order_state(&order_id)?.ok_or_else(|| {
+                corrupt("status_orders", format!("order {order_id} has no state"))
+            })?;
+            if state.status != status {
+                return Err(corrupt(
+                    "status_orders",
+                    format!(
+                        "order {order_id} is listed as {} but is {}",
+                        status.as_str(),
+                        state.status.as_str()
+                    ),
+                ));
+            }
+            Ok(state)
+        })
+    }
+
+    /// Every per-customer totals row, in key order.
+    pub fn customer_rows(&self) -> Result<Vec<(CustomerKey, CustomerRow)>> {
+        self.scan(CF_CUSTOMERS, &[])
+            .map(|item| {
+                let (key, value) = item?;
+                let key = keys::decode_customer_key(&key)
+                    .ok_or_else(|| corrupt("customers", "malformed key"))?;
+                Ok((key, decode("customers", &value)?))
+            })
+            .collect()
+    }
+
+    /// Every revenue row, in day then currency order.
+    pub fn revenue_rows(&self) -> Result<Vec<(RevenueKey, RevenueRow)>> {
+        self.scan(CF_REVENUE, &[])
+            .map(|item| {
+                let (key, value) = item?;
+                let key = keys::decode_revenue_key(&key)
+                    .ok_or_else(|| corrupt("revenue", "malformed key"))?;
+                Ok((key, decode("revenue", &value)?))
+            })
+            .collect()
+    }
+
+    /// The stored projections as a `Book` at the head.
+    pub fn live_book(&self) -> Result<Book> {
+        let mut book = Book {
+            position: self.head()?.position,
+            totals: self.totals()?,
+            customers: self.customer_rows()?.into_iter().collect(),
+            revenue: self.revenue_rows()?.into_iter().collect(),
+            ..Book::default()
+        };
+        for state in self.order_states() {
+            let state = state?;
+            book.orders.insert(state.order_id.clone(), state);
+        }
+        Ok(book)
+    }
+
+    /// Replaces every stored projection with `book`'s, atomically (`ordo rebuild`).
+    pub fn replace_projections(&self, book: &Book) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let everything: &[u8] = &[0xFF; 16];
+        for cf in [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE] {
+            batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
+        }
+        self.put_book_rows(&mut batch, book, None);
+        for state in book.orders.values() {
+            batch.put_cf(
+                self.cf(CF_STATUS_ORDERS),
+                keys::status_order_key(state.status, &state.order_id),
+                [],
+            );
+        }
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::META_TOTALS,
+            codec::encode_record(&book.totals),
+        );
+        self.write(batch, Durability::Sync)
+    }
+
+    /// Puts `book`'s order, customer and revenue rows into the live column families, or, with
+    /// `snapshot`, into the snapshot at that position.
+    fn put_book_rows(&self, batch: &mut WriteBatch, book: &Book, snapshot: Option<Position>) {
+        let put = |batch: &mut WriteBatch, live_cf: &str, kind: u8, key: &[u8], value: Vec<u8>| {
+            match snapshot {
+                None => batch.put_cf(self.cf(live_cf), key, value),
+                Some(p) => batch.put_cf(
+                    self.cf(CF_SNAPSHOTS),
+                    keys::snapshot_key(p, kind, key),
+                    value,
+                ),
+            }
+        };
+        for state in book.orders.values() {
+            put(
+                batch,
+                CF_ORDER_STATE,
+                keys::SNAPSHOT_ORDER,
+                keys::order_state_key(&state.order_id),
+                codec::encode_state(state),
+            );
+        }
+        for (key, row) in &book.customers {
+            put(
+                batch,
+                CF_CUSTOMERS,
+                keys::SNAPSHOT_CUSTOMER,
+                &keys::customer_key(key),
+                codec::encode_record(row),
+            );
+        }
+        for (key, row) in &book.revenue {
+            put(
+                batch,
+                CF_REVENUE,
+                keys::SNAPSHOT_REVENUE,
+                &keys::revenue_key(key),
+                codec::encode_record(row),
+            );
+        }
+    }
+
+    /// Stores `book` as the snapshot at its position, durably, and returns its header.
+    pub fn write_snapshot(&self, book: &Book, created_at: Timestamp) -> Result<SnapshotHeader> {
+        let header = SnapshotHeader {
+            position: book.position,
+            max_occurred_at: book.totals.max_occurred_at,
+            digest: digest(book),
+            projection_version: crate::projection::PROJECTION_VERSION,
+            orders: book.orders.len() as u64,
+            created_at,
+        };
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_rows(&mut batch, book.position);
+        self.put_book_rows(&mut batch, book, Some(book.position));
+        batch.put_cf(
+            self.cf(CF_SNAPSHOTS),
+            keys::snapshot_key(book.position, 0, &[]),
+            codec::encode_record(&book.totals),
+        );
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::snapshot_header_key(book.position),
+            codec::encode_record(&header),
+        );
+        self.write(batch, Durability::Sync)?;
+        Ok(header)
+    }
+
+    fn delete_snapshot_rows(&self, batch: &mut WriteBatch, position: Position) {
+        let from = keys::snapshot_prefix(position);
+        let to = keys::snapshot_prefix(Position(position.0.saturating_add(1)));
+        batch.delete_range_cf(self.cf(CF_SNAPSHOTS), from, to);
+    }
+
+    /// Every snapshot header, oldest first.
+    pub fn snapshot_headers(&self) -> Result<Vec<SnapshotHeader>> {
+        self.scan(CF_META, keys::META_SNAPSHOT_PREFIX)
+            .map(|item| decode("snapshot header", &item?.1))
+            .collect()
+    }
+
+    /// Loads the snapshot at `header.position` and checks it against the header's digest.
+    pub fn load_snapshot(&self, header: &SnapshotHeader) -> Result<Book> {
+        let what = format!("snapshot at position {}", header.position);
+        let mut book = Book {
+            position: header.position,
+            ..Book::default()
+        };
+        let prefix = keys::snapshot_prefix(header.position);
+        for item in self.scan(CF_SNAPSHOTS, &prefix) {
+            let (key, value) = item?;
+            let (kind, row_key) = match key.get(8..) {
+                Some([kind, rest @ ..]) => (*kind, rest),
+                _ => return Err(corrupt(&what, "malformed key")),
+            };
+            match kind {
+                0 => book.totals = decode(&what, &value)?,
+                keys::SNAPSHOT_ORDER => {
+                    let state: OrderState =
+                        codec::decode_state(&value).map_err(|reason| corrupt(&what, reason))?;
+                    book.orders.insert(state.order_id.clone(), state);
+                }
+                keys::SNAPSHOT_CUSTOMER => {
+                    let key = keys::decode_customer_key(row_key)
+                        .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
+                    book.customers.insert(key, decode(&what, &value)?);
+                }
+                keys::SNAPSHOT_REVENUE => {
+                    let key = keys::decode_revenue_key(row_key)
+                        .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
+                    book.revenue.insert(key, decode(&what, &value)?);
+                }
+                other => return Err(corrupt(&what, format!("unknown row kind {other}"))),
+            }
+        }
+        if digest(&book) != header.digest {
+            return Err(corrupt(&what, "its content does not match its digest"));
+        }
+        Ok(book)
+    }
+
+    /// Deletes the snapshot at `position`.
+    pub fn delete_snapshot(&self, position: Position) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_rows(&mut batch, position);
+        batch.delete_cf(self.cf(CF_META), keys::snapshot_header_key(position));
+        self.write(batch, Durability::Sync)
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (None: no bound).
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xFF {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}

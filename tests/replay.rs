@@ -1,0 +1,310 @@
+//! Projections, snapshots and replay against a naive fold of the log written here: for random
+//! points in time, every query answer (stored now, replayed with and without snapshots)
+//! equals the naive answer; a point-in-time copy verifies with the original's hash.
+
+use std::collections::BTreeMap;
+
+use ordo::domain::{
+    EventData, EventType, OrderId, OrderState, Position, Status, Timestamp, Version, apply,
+};
+use ordo::generate::{GenerateOptions, generate};
+use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, import};
+use ordo::projection::Day;
+use ordo::projection::query::{self, OrderFilter, RevenueFilter};
+use ordo::store::{Access, Settings};
+use proptest::prelude::*;
+use serde_json::json;
+
+/// The answers a naive fold gives: order states, status counts, customer rows and revenue rows.
+#[derive(Debug, PartialEq)]
+struct Naive {
+    orders: Vec<OrderState>,
+    statuses: Vec<u64>,
+    customers: Vec<(String, String, [i64; 4])>,
+    revenue: Vec<(String, String, [i64; 5])>,
+}
+
+fn naive(ledger: &Ledger, filter: &Filter) -> Naive {
+    let mut states: BTreeMap<OrderId, OrderState> = BTreeMap::new();
+    let mut revenue: BTreeMap<(i32, String), [i64; 5]> = BTreeMap::new();
+    for event in ledger.store().events_from(Position(1)) {
+        let event = event.expect("event reads");
+        if !filter.admits(&event) {
+            continue;
+        }
+        let Some(next) = apply(states.get(&event.order_id).cloned(), &event) else {
+            continue;
+        };
+        let key = (
+            Day::of(event.occurred_at).0,
+            next.currency.as_str().to_owned(),
+        );
+        let row = revenue.entry(key).or_default();
+        match &event.data {
+            EventData::OrderPlaced(_) => {
+                row[0] += 1;
+                row[1] += next.total.0;
+            }
+            EventData::PaymentCaptured(p) => row[2] += p.amount.0,
+            EventData::PaymentRefunded(r) => row[3] += r.amount.0,
+            EventData::OrderCancelled(_) => row[4] += 1,
+            _ => {}
+        }
+        states.insert(event.order_id.clone(), next);
+    }
+    let mut customers: BTreeMap<(String, String), [i64; 4]> = BTreeMap::new();
+    for s in states.values() {
+        let row = customers
+            .entry((
+                s.customer_id.as_str().to_owned(),
+                s.currency.as_str().to_owned(),
+            ))
+            .or_default();
+        row[0] += 1;
+        row[1] += s.total.0;
+        row[2] += s.paid.0;
+        row[3] += s.refunded.0;
+    }
+    Naive {
+        statuses: Status::ALL
+            .iter()
+            .map(|st| states.values().filter(|s| s.status == *st).count() as u64)
+            .collect(),
+        orders: states.into_values().collect(),
+        customers: customers
+            .into_iter()
+            .map(|((c, cur), r)| (c, cur, r))
+            .collect(),
+        revenue: revenue
+            .into_iter()
+            .filter(|(_, r)| r[0] + r[2] + r[3] + r[4] > 0)
+            .map(|((day, cur), r)| (Day(day).label(), cur, r))
+            .collect(),
+    }
+}
+
+/// What the ledger's queries answer.
+fn answered(ledger: &Ledger, filter: &Filter) -> Naive {
+    let orders = ledger
+        .query_orders(&OrderFilter::default(), filter)
+        .expect("query orders");
+    let statuses = ledger.query_statuses(filter).expect("query statuses");
+    let customers = ledger.query_customers(None, filter).expect("customers");
+    let revenue = ledger
+        .query_revenue(&RevenueFilter::default(), filter)
+        .expect("revenue");
+    Naive {
+        orders,
+        statuses: statuses.iter().map(|s| s.count).collect(),
+        customers: customers
+            .into_iter()
+            .map(|c| {
+                let key = (
+                    c.customer_id.as_str().to_owned(),
+                    c.currency.as_str().to_owned(),
+                );
+                (key.0, key.1, [c.orders, c.total, c.paid, c.refunded])
+            })
+            .collect(),
+        revenue: revenue
+            .into_iter()
+            .map(|r: query::Revenue| {
+                let row = [
+                    r.orders_placed,
+                    r.placed_total,
+                    r.captured,
+                    r.refunded,
+                    r.orders_cancelled,
+                ];
+                (r.period, r.currency.as_str().to_owned(), row)
+            })
+            .collect(),
+    }
+}
+
+/// A ledger of a generated workload, imported in commits small enough that automatic
+/// snapshots (every 300 events) land in the middle of the log.
+fn generated_ledger(dir: &std::path::Path, seed: u64) -> Ledger {
+    let file = dir.join("events.ndjson");
+    let mut out = Vec::new();
+    let options = GenerateOptions {
+        orders: 250,
+        seed,
+        start: Timestamp::parse("2026-01-01").expect("date"),
+        days: 60,
+    };
+    generate(&options, &mut out).expect("generate");
+    std::fs::write(&file, out).expect("write");
+    let ledger = Ledger::open(&dir.join("ledger"), Access::ReadWrite).expect("open");
+    ledger
+        .set_settings(Settings {
+            snapshot_every_events: 300,
+        })
+        .expect("settings");
+    let options = ImportOptions {
+        batch_events: 100,
+        ..ImportOptions::default()
+    };
+    import(&ledger, &file, &options, &NoProgress).expect("import");
+    ledger
+}
+
+#[test]
+fn stored_projections_equal_a_naive_fold_and_a_rebuild() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ledger = generated_ledger(tmp.path(), 3);
+    assert_eq!(
+        answered(&ledger, &Filter::default()),
+        naive(&ledger, &Filter::default())
+    );
+    let report = ledger
+        .rebuild(false, Box::new(NoProgress))
+        .expect("rebuild");
+    assert!(report.matched, "{report:?}");
+    assert!(
+        ledger.snapshots().expect("list").len() >= 3,
+        "automatic snapshots were taken"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn replay_at_any_point_equals_a_naive_fold(
+        seed in 0u64..1000,
+        points in prop::collection::vec((0.0f64..1.1, prop::option::of(0.0f64..1.0), any::<bool>()), 4),
+    ) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let ledger = generated_ledger(tmp.path(), seed);
+        let head = ledger.head().expect("head").position.0;
+        let events: Vec<_> = ledger.store().events_from(Position(1)).map(|e| e.expect("event")).collect();
+        let (first, last) = (events[0].recorded_at.micros(), events[events.len() - 1].recorded_at.micros());
+        let (min_occ, max_occ) = events.iter().fold((i64::MAX, i64::MIN), |(lo, hi), e| {
+            (lo.min(e.occurred_at.micros()), hi.max(e.occurred_at.micros()))
+        });
+        for (at, valid, by_time) in points {
+            let mut filter = Filter::default();
+            if by_time {
+                let t = first + ((last - first) as f64 * at) as i64;
+                filter.as_of = Timestamp::from_micros(t);
+            } else {
+                filter.at_position = Some(Position((head as f64 * at) as u64));
+            }
+            filter.valid_at = valid.map(|v| {
+                Timestamp::from_micros(min_occ + ((max_occ - min_occ) as f64 * v) as i64).expect("in range")
+            });
+            let expected = naive(&ledger, &filter);
+            prop_assert_eq!(&answered(&ledger, &filter), &expected, "{:?}", filter);
+            let with = ledger.replay(&filter, &NoProgress).expect("replay");
+            let without = ordo::replay::replay(ledger.store(), &filter, false, &NoProgress).expect("full replay");
+            prop_assert!(without.snapshot.is_none());
+            prop_assert_eq!(&with.book.orders, &without.book.orders);
+            prop_assert_eq!(&with.book.customers, &without.book.customers);
+            prop_assert_eq!(&with.book.revenue, &without.book.revenue);
+            prop_assert_eq!(with.book.totals.statuses, without.book.totals.statuses);
+            prop_assert_eq!(with.head_hash, ledger.hash_at(with.position).expect("hash"));
+        }
+    }
+}
+
+fn event(order: &str, event_type: EventType, data: serde_json::Value) -> NewEvent {
+    NewEvent::new(
+        OrderId::new(order).expect("id"),
+        EventData::from_json(event_type, data).expect("valid data"),
+    )
+}
+
+#[test]
+fn a_back_dated_payment_changes_valid_at_answers_but_not_as_of_answers() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ledger = Ledger::open(&tmp.path().join("l"), Access::ReadWrite).expect("open");
+    let last_month = Timestamp::parse("2026-10-01").expect("date");
+    let mut placed = event(
+        "ORD-1",
+        EventType::OrderPlaced,
+        json!({"customer_id": "C-1", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": 1000}]}),
+    );
+    placed.occurred_at = Some(last_month);
+    let first = ledger.append(placed).expect("place");
+    // Today: a payment recorded now that happened on 5 October.
+    let mut paid = event(
+        "ORD-1",
+        EventType::PaymentCaptured,
+        json!({"payment_id": "P", "amount": 1000}),
+    );
+    paid.occurred_at = Some(Timestamp::parse("2026-10-05").expect("date"));
+    paid.expected_version = Some(Version(1));
+    ledger.append(paid).expect("pay");
+
+    let id = OrderId::new("ORD-1").expect("id");
+    let valid_mid_october = Filter {
+        valid_at: Some(Timestamp::parse("2026-10-15").expect("date")),
+        ..Filter::default()
+    };
+    let as_of_before_payment = Filter {
+        as_of: Some(first.recorded_at),
+        ..Filter::default()
+    };
+    assert_eq!(
+        ledger.state(&id, &valid_mid_october).expect("state").status,
+        Status::Paid
+    );
+    assert_eq!(
+        ledger
+            .state(&id, &as_of_before_payment)
+            .expect("state")
+            .status,
+        Status::Placed
+    );
+    let revenue = ledger
+        .query_revenue(&RevenueFilter::default(), &valid_mid_october)
+        .expect("revenue");
+    let october_5 = revenue
+        .iter()
+        .find(|r| r.period == "2026-10-05")
+        .expect("a row for 5 October");
+    assert_eq!(october_5.captured, 1000);
+    let before = ledger
+        .query_revenue(&RevenueFilter::default(), &as_of_before_payment)
+        .expect("revenue");
+    assert!(before.iter().all(|r| r.captured == 0), "{before:?}");
+    // And before 5 October, the order had not been paid even in valid time.
+    let valid_october_2 = Filter {
+        valid_at: Some(Timestamp::parse("2026-10-02").expect("date")),
+        ..Filter::default()
+    };
+    assert_eq!(
+        ledger.state(&id, &valid_october_2).expect("state").status,
+        Status::Placed
+    );
+}
+
+#[test]
+fn a_point_in_time_copy_verifies_and_answers_like_the_original_did() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ledger = generated_ledger(tmp.path(), 9);
+    let target = Position(ledger.head().expect("head").position.0 / 2);
+    let filter = Filter {
+        at_position: Some(target),
+        ..Filter::default()
+    };
+    let copy_dir = tmp.path().join("copy");
+    let head = ledger
+        .replay_into(&filter, &copy_dir, &NoProgress)
+        .expect("copy");
+    assert_eq!(head.position, target);
+    assert_eq!(head.hash, ledger.hash_at(target).expect("hash"));
+    let original = answered(&ledger, &filter);
+    drop(ledger);
+    let copy = Ledger::open(&copy_dir, Access::ReadOnly).expect("open copy");
+    let report = copy.verify(&NoProgress).expect("verify");
+    assert!(report.ok);
+    assert_eq!(report.head_position, target);
+    assert_eq!(answered(&copy, &Filter::default()), original);
+    let err = Ledger::open(&tmp.path().join("ledger"), Access::ReadOnly)
+        .expect("reopen")
+        .replay_into(&filter, &copy_dir, &NoProgress)
+        .expect_err("the copy's directory is taken");
+    assert_eq!(err.exit_code(), 2);
+}
