@@ -141,8 +141,7 @@ fn validate(
 ) -> Result<u64> {
     let mut reader = open_lines(path)?;
     let mut stage = Stage::new(ledger.store(), ledger.head()?, false);
-    let now = Timestamp::from_datetime(chrono::Utc::now())
-        .expect("the system clock is between the years 1 and 9999");
+    let now = super::clock_now();
     let mut events = 0;
     progress.begin("validating", None);
     while let Some((line, text)) = reader.next_line()? {

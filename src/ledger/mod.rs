@@ -177,6 +177,12 @@ impl Ledger {
     }
 }
 
+/// The system clock as a ledger timestamp: the one place the ledger reads the time.
+pub(crate) fn clock_now() -> crate::domain::Timestamp {
+    crate::domain::Timestamp::from_datetime(chrono::Utc::now())
+        .expect("the system clock is between the years 1 and 9999")
+}
+
 fn order_not_found(order_id: &OrderId) -> Error {
     Error::NotFound(format!("order {order_id} not found"))
 }

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::domain::{Position, Timestamp};
+use crate::domain::Position;
 use crate::error::{Error, Result};
 use crate::store::{Commit, Durability, Head, SnapshotHeader, Store};
 
+use super::clock_now;
 use super::input::NewEvent;
 use super::stage::{AppendResult, Stage};
 
@@ -239,8 +240,7 @@ impl Writer {
 /// writer lock and no sequencer), so that no commit interleaves.
 pub(crate) fn snapshot(store: &Store) -> Result<SnapshotHeader> {
     let book = store.live_book()?;
-    let now = Timestamp::from_datetime(chrono::Utc::now())
-        .expect("the system clock is between the years 1 and 9999");
+    let now = clock_now();
     store.write_snapshot(&book, now)
 }
 
@@ -248,8 +248,7 @@ fn stage_request(
     stage: &mut Stage<'_>,
     events: Vec<(Option<u64>, NewEvent)>,
 ) -> Result<Vec<AppendResult>> {
-    let now = Timestamp::from_datetime(chrono::Utc::now())
-        .expect("the system clock is between the years 1 and 9999");
+    let now = clock_now();
     let mut results = Vec::with_capacity(events.len());
     for (line, event) in events {
         let result = stage.stage(event, now).map_err(|e| match line {
