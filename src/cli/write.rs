@@ -234,6 +234,7 @@ pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
     let options = ImportOptions {
         preserve: args.preserve,
         batch_events: args.batch_events,
+        ..ImportOptions::default()
     };
     let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
     let result = ledger::import(&ledger, path, &options, &Bar::new())?;

@@ -6,8 +6,10 @@
 //! sequencer. If pass 2 is interrupted, re-running the import is safe when lines carry
 //! event ids: what was stored is reported as duplicates.
 //!
-//! Memory: pass 1 holds the state of each order the file touches (not its events), and the
-//! ids of events that carry one.
+//! Memory is bounded whatever the file's size: pass 1 keeps the states of the orders it has
+//! staged and the ids of staged events in memory up to `memory_entries_max`, then
+//! moves them to a scratch table on disk (`store::Scratch`, deleted afterwards); pass 2
+//! holds one batch.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -17,9 +19,10 @@ use serde::Serialize;
 
 use crate::domain::{Position, Timestamp};
 use crate::error::{Error, Result};
+use crate::store::Scratch;
 
 use super::input::{Lines, NewEvent, parse_envelope, parse_event};
-use super::stage::{AppendResult, Stage};
+use super::stage::{AppendResult, DRY_RUN_ENTRIES_MAX, Stage};
 use super::{Ledger, sequencer::BATCH_EVENTS_MAX};
 
 /// Progress of long work, shown by the CLI as a bar on a terminal.
@@ -46,6 +49,9 @@ pub struct ImportOptions {
     pub preserve: bool,
     /// Events per durable commit, 1 to `BATCH_EVENTS_MAX`.
     pub batch_events: usize,
+    /// Order states plus event ids the validation pass keeps in memory before it moves
+    /// them to a scratch table on disk (the bound on the import's memory).
+    pub memory_entries_max: usize,
 }
 
 impl Default for ImportOptions {
@@ -53,6 +59,7 @@ impl Default for ImportOptions {
         ImportOptions {
             preserve: false,
             batch_events: BATCH_EVENTS_DEFAULT,
+            memory_entries_max: DRY_RUN_ENTRIES_MAX,
         }
     }
 }
@@ -140,7 +147,14 @@ fn validate(
     progress: &dyn Progress,
 ) -> Result<u64> {
     let mut reader = open_lines(path)?;
-    let mut stage = Stage::new(ledger.store(), ledger.head()?, false);
+    let store = ledger.store();
+    Scratch::remove_stale(store.path())?;
+    let mut stage = Stage::dry_run(
+        store,
+        ledger.head()?,
+        Scratch::create(store.path())?,
+        options.memory_entries_max,
+    );
     let now = super::clock_now();
     let mut events = 0;
     progress.begin("validating", None);

@@ -18,7 +18,7 @@ pub use import::{BatchResult, ImportOptions, NoProgress, Progress, export, impor
 pub use input::{
     LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
 };
-pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer};
+pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer, WriterStats};
 pub use stage::AppendResult;
 pub use verify::VerifyReport;
 pub use views::{RebuildReport, SnapshotInfo};
@@ -103,6 +103,11 @@ impl Ledger {
                 .map(|(line, e)| (Some(line), e))
                 .collect(),
         )
+    }
+
+    /// What the writer has committed since the ledger was opened (`None` when read-only).
+    pub fn writer_stats(&self) -> Option<WriterStats> {
+        self.sequencer.as_ref().map(Sequencer::stats)
     }
 
     /// The head of the log.

@@ -8,6 +8,7 @@
 //! The HTTP server of a later issue submits through the same `Sequencer` handle.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 
@@ -44,6 +45,26 @@ enum Work {
 pub struct Sequencer {
     queue: Option<SyncSender<Work>>,
     worker: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has done since it started: read by benchmarks and metrics to see how
+/// well group commit combines requests (events per commit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriterStats {
+    /// Successful commits (one `WriteBatch`, one fsync each when durable).
+    pub commits: u64,
+    /// Events written by those commits.
+    pub events: u64,
+    /// Requests answered (appended, refused or failed).
+    pub requests: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    events: AtomicU64,
+    requests: AtomicU64,
 }
 
 fn stopped() -> Error {
@@ -54,6 +75,8 @@ impl Sequencer {
     /// Starts the writer over `store`, whose committed head is `head`.
     pub fn start(store: Arc<Store>, head: Head, durability: Durability) -> Result<Sequencer> {
         let (queue, requests) = sync_channel(QUEUE_REQUESTS_MAX);
+        let counters = Arc::new(Counters::default());
+        let writer_counters = counters.clone();
         let worker = std::thread::Builder::new()
             .name("ordo-sequencer".to_owned())
             .spawn(move || {
@@ -61,6 +84,7 @@ impl Sequencer {
                     store,
                     head,
                     durability,
+                    counters: writer_counters,
                 }
                 .run(&requests)
             })
@@ -68,7 +92,17 @@ impl Sequencer {
         Ok(Sequencer {
             queue: Some(queue),
             worker: Some(worker),
+            counters,
         })
+    }
+
+    /// Commits, events and requests so far.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            events: self.counters.events.load(Ordering::Relaxed),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+        }
     }
 
     /// Appends events atomically (all or none) and waits until they are durable. Each event
@@ -125,6 +159,7 @@ struct Writer {
     store: Arc<Store>,
     head: Head,
     durability: Durability,
+    counters: Arc<Counters>,
 }
 
 impl Writer {
@@ -191,6 +226,9 @@ impl Writer {
 
     /// Stages each request, commits the accepted ones together, then answers everyone.
     fn commit_group(&mut self, group: Vec<Request>) {
+        self.counters
+            .requests
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         let mut stage = Stage::new(&self.store, self.head, true);
         let mut accepted = Vec::with_capacity(group.len());
         for request in group {
@@ -214,7 +252,12 @@ impl Writer {
                 head,
                 delta: &delta,
             };
-            self.store.commit(&commit, self.durability)
+            self.store.commit(&commit, self.durability).inspect(|()| {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .events
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+            })
         };
         match outcome {
             Ok(()) => {

@@ -17,12 +17,16 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::projection::{Delta, Effects, effects};
-use crate::store::{Head, Store, chain};
+use crate::store::{Head, Scratch, Store, chain};
+
+/// Staged states plus ids a dry run keeps in memory before it moves them to its scratch
+/// table (about 100 MB at the sizes of generated orders).
+pub const DRY_RUN_ENTRIES_MAX: usize = 200_000;
 
 use super::input::NewEvent;
 
 /// What an append did: the product.md "append result".
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AppendResult {
     /// Position of the event (the original's for a duplicate).
     pub position: Position,
@@ -68,6 +72,7 @@ pub struct Checkpoint {
 }
 
 /// Staged id: where it went and what it carried.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct StagedId {
     result: AppendResult,
     digest: ContentDigest,
@@ -84,6 +89,9 @@ pub struct Stage<'s> {
     effects: Vec<(OrderId, Timestamp, Effects)>,
     keep_events: bool,
     undo: Vec<Undo>,
+    /// Where a dry run moves its staged states and ids when memory holds `spill_at`.
+    spill: Option<Scratch>,
+    spill_at: usize,
 }
 
 impl<'s> Stage<'s> {
@@ -99,7 +107,36 @@ impl<'s> Stage<'s> {
             effects: Vec::new(),
             keep_events,
             undo: Vec::new(),
+            spill: None,
+            spill_at: usize::MAX,
         }
+    }
+
+    /// A dry run over `store` that keeps at most `entries_max` staged states and ids in
+    /// memory and moves them to `scratch` beyond: validation of input of any size.
+    pub fn dry_run(
+        store: &'s Store,
+        head: Head,
+        scratch: Scratch,
+        entries_max: usize,
+    ) -> Stage<'s> {
+        Stage {
+            spill: Some(scratch),
+            spill_at: entries_max.max(1),
+            ..Stage::new(store, head, false)
+        }
+    }
+
+    /// Moves the staged states and ids to the scratch table when memory holds too many.
+    fn spill_if_full(&mut self) -> Result<()> {
+        if let Some(scratch) = &self.spill
+            && self.states.len() + self.ids.len() >= self.spill_at
+        {
+            scratch.put(self.states.iter(), self.ids.iter())?;
+            self.states.clear();
+            self.ids.clear();
+        }
+        Ok(())
     }
 
     /// The head after everything staged so far.
@@ -117,8 +154,10 @@ impl<'s> Stage<'s> {
         }
     }
 
-    /// Forgets everything staged since `checkpoint`.
+    /// Forgets everything staged since `checkpoint`. Only a stage that keeps events has an
+    /// undo log; a dry run is abandoned whole instead.
     pub fn rollback(&mut self, checkpoint: Checkpoint) {
+        assert!(self.keep_events, "a dry run keeps no undo log to roll back");
         while self.undo.len() > checkpoint.undo_len {
             match self
                 .undo
@@ -158,9 +197,26 @@ impl<'s> Stage<'s> {
     }
 
     fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        match self.states.get(order_id) {
-            Some(state) => Ok(Some(state.clone())),
-            None => self.store.order_state(order_id),
+        if let Some(state) = self.states.get(order_id) {
+            return Ok(Some(state.clone()));
+        }
+        if let Some(scratch) = &self.spill
+            && let Some(state) = scratch.state(order_id)?
+        {
+            return Ok(Some(state));
+        }
+        self.store.order_state(order_id)
+    }
+
+    fn staged_id(&self, event_id: &EventId) -> Result<Option<(AppendResult, ContentDigest)>> {
+        if let Some(staged) = self.ids.get(event_id) {
+            return Ok(Some((staged.result.clone(), staged.digest)));
+        }
+        match &self.spill {
+            Some(scratch) => Ok(scratch
+                .id::<StagedId>(event_id)?
+                .map(|staged| (staged.result, staged.digest))),
+            None => Ok(None),
         }
     }
 
@@ -171,8 +227,8 @@ impl<'s> Stage<'s> {
         event_id: &EventId,
         digest: &ContentDigest,
     ) -> Result<Option<AppendResult>> {
-        let (original, original_digest) = if let Some(staged) = self.ids.get(event_id) {
-            (staged.result.clone(), staged.digest)
+        let (original, original_digest) = if let Some(staged) = self.staged_id(event_id)? {
+            staged
         } else if let Some(position) = self.store.event_position(event_id)? {
             let event = self
                 .store
@@ -246,8 +302,12 @@ impl<'s> Stage<'s> {
             ));
         }
         let previous = self.states.insert(event.order_id.clone(), next);
-        self.undo
-            .push(Undo::State(event.order_id.clone(), previous));
+        // A dry run is abandoned whole on the first error, so it keeps no undo log: the log
+        // would hold a copy of every intermediate state of a file of any size.
+        if self.keep_events {
+            self.undo
+                .push(Undo::State(event.order_id.clone(), previous));
+        }
         if let Some(digest) = digest {
             self.ids.insert(
                 event.event_id,
@@ -256,7 +316,9 @@ impl<'s> Stage<'s> {
                     digest,
                 },
             );
-            self.undo.push(Undo::Id(event.event_id));
+            if self.keep_events {
+                self.undo.push(Undo::Id(event.event_id));
+            }
         }
         let placed = matches!(event.data, EventData::OrderPlaced(_));
         self.head = Head {
@@ -268,6 +330,7 @@ impl<'s> Stage<'s> {
         if self.keep_events {
             self.events.push(event);
         }
+        self.spill_if_full()?;
         Ok(result)
     }
 

@@ -19,8 +19,10 @@ pub mod chain;
 pub mod codec;
 pub mod keys;
 mod projections;
+mod scratch;
 
 pub use projections::{Settings, SnapshotHeader, digest as projections_digest};
+pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 
 use std::fs;
 use std::path::{Path, PathBuf};

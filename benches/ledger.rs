@@ -1,0 +1,742 @@
+//! The macro benchmark: ordo and raw RocksDB doing the same work on the same machine, in
+//! one run, with the ratio between them (raw RocksDB is ordo's physical limit).
+//!
+//! `cargo bench --bench ledger` (1,000,000 events), or with options after `--`:
+//! `cargo bench --bench ledger -- --events 100000 --seconds 3 --out results.json`.
+//! It prints a table and writes the figures as JSON. Run by `cargo test` (no `--bench`
+//! argument), it does a tiny run of a few hundred events so that the code cannot rot; no
+//! timing is asserted anywhere.
+//!
+//! Phases, each on the workload of `ordo generate`:
+//! 1. bulk import (durable) vs raw RocksDB writing the same encoded records and index keys
+//!    in batches of the same size, fsync'ed;
+//! 2. rebuild of all projections vs a raw scan of the same records;
+//! 3. time travel: one order's state as of a random time; whole-ledger replays to random
+//!    times with and without snapshots;
+//! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
+//!    raw single-writer fsync rate (the physical limit is writers x that rate);
+//! 5. the CLI as whole processes (`ordo state`, `ordo append`);
+//!
+//! and the peak resident memory of each in-process phase.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, WriteBatch};
+use serde_json::{Value, json};
+
+use ordo::domain::{EventData, EventType, OrderId, Position, Timestamp};
+use ordo::generate::{GenerateOptions, generate};
+use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, Progress, import};
+use ordo::store::Access;
+use ordo::store::codec::{decode_event, encode_state};
+use ordo::store::keys::{event_id_key, event_key, order_index_key, order_state_key};
+
+/// Events per generated order, measured on `ordo generate` output (used to size it).
+const EVENTS_PER_ORDER: f64 = 4.56;
+
+#[derive(Parser, Debug)]
+#[command(about = "ordo's macro benchmark: ordo vs raw RocksDB, same work, same run")]
+struct Args {
+    /// Events in the generated workload (about; whole orders are generated).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Seconds each concurrent-append configuration runs.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Writer thread counts for concurrent appends.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    writers: Vec<usize>,
+    /// Samples of single-order time travel.
+    #[arg(long, default_value_t = 2_000)]
+    samples: usize,
+    /// Whole-ledger replay targets (random times) besides the one near the end.
+    #[arg(long, default_value_t = 3)]
+    replays: usize,
+    /// Runs of each CLI command.
+    #[arg(long, default_value_t = 20)]
+    cli_runs: usize,
+    /// Only import (and its baseline): for the memory check of very large imports.
+    #[arg(long)]
+    import_only: bool,
+    /// Work directory (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Where to write the JSON results.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+impl Args {
+    /// The tiny run of `cargo test`: every phase, a few hundred events.
+    fn tiny() -> Args {
+        Args {
+            events: 400,
+            seconds: 0.2,
+            writers: vec![1, 4],
+            samples: 20,
+            replays: 1,
+            cli_runs: 2,
+            import_only: false,
+            dir: None,
+            out: None,
+            bench: false,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    // `cargo bench` passes --bench; `cargo test` runs the binary without it (possibly
+    // with test-harness arguments, which are not ours): then run the tiny version.
+    let args = if std::env::args().any(|a| a == "--bench") {
+        Args::parse()
+    } else {
+        Args::tiny()
+    };
+    let tmp = tempfile::Builder::new().prefix("ordo-bench-").tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_owned());
+    fs::create_dir_all(&dir)?;
+    let mut report = Report::default();
+    run(&args, &dir, &mut report)?;
+    report.print();
+    let out = args.out.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(if args.bench {
+            "ordo-bench.json"
+        } else {
+            "ordo-bench-tiny.json"
+        })
+    });
+    fs::write(&out, serde_json::to_string_pretty(&report.json())?)?;
+    println!("\nJSON written to {}", out.display());
+    Ok(())
+}
+
+fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
+    machine(dir, report)?;
+    let workload = dir.join("workload.ndjson");
+    let events = generate_workload(args, &workload, report)?;
+    let ledger_dir = dir.join("ordo");
+    let raw_dir = dir.join("raw");
+    let ledger = Ledger::open(&ledger_dir, Access::ReadWrite)?;
+    bulk_import(&ledger, &workload, events, report)?;
+    raw_import(&ledger, &raw_dir, report)?;
+    fs::remove_file(&workload)?;
+    if args.import_only {
+        return Ok(());
+    }
+    rebuild(&ledger, &raw_dir, report)?;
+    time_travel(&ledger, args, report)?;
+    appends(&ledger, &raw_dir, args, report)?;
+    drop(ledger);
+    cli(&ledger_dir, args, report)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Phases
+
+fn machine(dir: &Path, report: &mut Report) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib = field_kib(&meminfo, "MemTotal:").unwrap_or(0);
+    // The disk's fsync latency as the ledger will see it: 4 KiB appended, then fdatasync.
+    let path = dir.join("fsync-probe");
+    let mut file = fs::File::create(&path)?;
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        file.write_all(&[7u8; 4096])?;
+        file.sync_data()?;
+        latencies.push(started.elapsed());
+    }
+    fs::remove_file(&path)?;
+    let latency = Latencies::new(latencies);
+    report.machine = json!({
+        "cores": cores,
+        "memory_gib": round2(memory_kib as f64 / 1024.0 / 1024.0),
+        "fsync_p50_us": latency.micros(0.50),
+        "fsync_p99_us": latency.micros(0.99),
+        "fsync_per_second": round2(1e6 / latency.micros(0.50).max(1.0)),
+        "date": ordo_now(),
+    });
+    Ok(())
+}
+
+fn generate_workload(args: &Args, path: &Path, report: &mut Report) -> Result<u64> {
+    let orders = ((args.events as f64 / EVENTS_PER_ORDER).ceil() as u64).max(1);
+    let options = GenerateOptions {
+        orders,
+        seed: 42,
+        start: Timestamp::parse("2026-01-01").map_err(anyhow::Error::msg)?,
+        days: 180,
+    };
+    let started = Instant::now();
+    let mut out = BufWriter::new(fs::File::create(path)?);
+    let events = generate(&options, &mut out)?;
+    out.flush()?;
+    report.note(format!(
+        "workload: `ordo generate --orders {orders} --seed 42`: {events} events, {} MiB of NDJSON, generated in {:.1} s",
+        fs::metadata(path)?.len() / (1 << 20),
+        started.elapsed().as_secs_f64()
+    ));
+    report.events = events;
+    Ok(events)
+}
+
+/// Records when each phase of an import begins.
+struct PhaseClock(std::sync::Mutex<Vec<(String, Instant)>>);
+
+impl Progress for PhaseClock {
+    fn begin(&self, phase: &str, _total: Option<u64>) {
+        if let Ok(mut phases) = self.0.lock() {
+            phases.push((phase.to_owned(), Instant::now()));
+        }
+    }
+}
+
+fn bulk_import(ledger: &Ledger, workload: &Path, events: u64, report: &mut Report) -> Result<()> {
+    reset_peak_rss();
+    let clock = PhaseClock(std::sync::Mutex::new(Vec::new()));
+    let before = ledger.writer_stats().unwrap_or_default();
+    let started = Instant::now();
+    let result = import(ledger, workload, &ImportOptions::default(), &clock)?;
+    let elapsed = started.elapsed();
+    let after = ledger.writer_stats().unwrap_or_default();
+    if result.appended != events {
+        bail!("imported {} of {events} events", result.appended);
+    }
+    let phases = clock.0.into_inner().unwrap_or_default();
+    let validated = phases
+        .iter()
+        .find(|(p, _)| p == "importing")
+        .map_or(Duration::ZERO, |(_, at)| at.duration_since(started));
+    report.rows.push(Row {
+        phase: "bulk import (durable)",
+        metric: "events/s",
+        ordo: rate(events, elapsed),
+        baseline: None,
+        target: Some(0.5),
+        detail: json!({
+            "events": events,
+            "seconds": round2(elapsed.as_secs_f64()),
+            "validate_pass_seconds": round2(validated.as_secs_f64()),
+            "commits": after.commits - before.commits,
+            "snapshots": ledger.snapshots()?.len(),
+            "disk_bytes": ledger.stats()?.bytes,
+            "peak_rss_mib": peak_rss_mib(),
+        }),
+    });
+    Ok(())
+}
+
+fn raw_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts
+}
+
+const RAW_CFS: [&str; 4] = ["events", "order_index", "event_ids", "order_state"];
+
+fn raw_open(dir: &Path) -> Result<DB> {
+    let cfs = RAW_CFS.map(|name| ColumnFamilyDescriptor::new(name, raw_options()));
+    Ok(DB::open_cf_descriptors(&raw_options(), dir, cfs)?)
+}
+
+fn raw_cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name).context("raw column family")
+}
+
+fn sync_write() -> rocksdb::WriteOptions {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+/// Raw RocksDB writes what ordo's import wrote: every stored event record under its
+/// position, its order-index and event-id keys, and an order-state record, in batches of
+/// the import's size with sync on. Only the `write` calls are timed.
+fn raw_import(ledger: &Ledger, raw_dir: &Path, report: &mut Report) -> Result<()> {
+    reset_peak_rss();
+    let db = raw_open(raw_dir)?;
+    let store = ledger.store();
+    let head = ledger.head()?.position.0;
+    let batch_events = ImportOptions::default().batch_events as u64;
+    let (events_cf, index_cf, ids_cf, state_cf) = (
+        raw_cf(&db, "events")?,
+        raw_cf(&db, "order_index")?,
+        raw_cf(&db, "event_ids")?,
+        raw_cf(&db, "order_state")?,
+    );
+    let mut timed = Duration::ZERO;
+    let mut bytes = 0u64;
+    let mut position = 1;
+    while position <= head {
+        let mut batch = WriteBatch::default();
+        let end = (position + batch_events).min(head + 1);
+        for p in position..end {
+            let record = store
+                .raw_event(Position(p))?
+                .context("event below the head")?;
+            let event = decode_event(&record).map_err(anyhow::Error::msg)?;
+            let state = store
+                .order_state(&event.order_id)?
+                .context("state of a stored order")?;
+            let state = encode_state(&state);
+            bytes += (record.len() + state.len() + 16) as u64;
+            batch.put_cf(events_cf, event_key(Position(p)), &record);
+            batch.put_cf(
+                index_cf,
+                order_index_key(&event.order_id, event.version),
+                p.to_be_bytes(),
+            );
+            batch.put_cf(ids_cf, event_id_key(&event.event_id), p.to_be_bytes());
+            batch.put_cf(state_cf, order_state_key(&event.order_id), state);
+        }
+        let started = Instant::now();
+        db.write_opt(batch, &sync_write())?;
+        timed += started.elapsed();
+        position = end;
+    }
+    let row = report
+        .rows
+        .last_mut()
+        .context("the import row comes first")?;
+    row.baseline = Some(rate(head, timed));
+    row.detail["baseline"] = json!({
+        "what": "raw RocksDB: the same event records + order-index, event-id and order-state keys (4 keys/event), same batch size, sync",
+        "bytes_per_event": bytes / head.max(1),
+        "seconds": round2(timed.as_secs_f64()),
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    Ok(())
+}
+
+fn rebuild(ledger: &Ledger, raw_dir: &Path, report: &mut Report) -> Result<()> {
+    reset_peak_rss();
+    let started = Instant::now();
+    let rebuilt = ledger.rebuild(false, Box::new(NoProgress))?;
+    let elapsed = started.elapsed();
+    if !rebuilt.matched {
+        bail!("rebuild digest differs from the live projections");
+    }
+    let rss = peak_rss_mib();
+    let db = raw_open(raw_dir)?;
+    let started = Instant::now();
+    let mut rows = 0u64;
+    let mut bytes = 0u64;
+    for item in db.iterator_cf(raw_cf(&db, "events")?, IteratorMode::Start) {
+        let (key, value) = item?;
+        rows += 1;
+        bytes += (key.len() + value.len()) as u64;
+    }
+    let raw_elapsed = started.elapsed();
+    report.rows.push(Row {
+        phase: "rebuild all projections",
+        metric: "events/s",
+        ordo: rate(rebuilt.events, elapsed),
+        baseline: Some(rate(rows, raw_elapsed)),
+        target: Some(0.3),
+        detail: json!({
+            "events": rebuilt.events,
+            "seconds": round2(elapsed.as_secs_f64()),
+            "digest_matched": rebuilt.matched,
+            "peak_rss_mib": rss,
+            "baseline": {
+                "what": "raw RocksDB: full scan of the same event records",
+                "rows": rows, "bytes": bytes, "seconds": round2(raw_elapsed.as_secs_f64()),
+            },
+        }),
+    });
+    Ok(())
+}
+
+fn time_travel(ledger: &Ledger, args: &Args, report: &mut Report) -> Result<()> {
+    reset_peak_rss();
+    let store = ledger.store();
+    let head = ledger.head()?;
+    let last = head.recorded_at.context("recorded head")?;
+    let orders = head.orders;
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+
+    // One order as of a random time after it was placed.
+    let mut latencies = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let order = OrderId::new(format!("ORD-{:08}", rng.random_range(1..=orders)))
+            .map_err(anyhow::Error::msg)?;
+        let placed = match ledger.history(&order, &Filter::default()) {
+            Ok(events) => events[0].recorded_at,
+            Err(_) => continue,
+        };
+        let at = rng.random_range(placed.micros()..=last.micros());
+        let filter = Filter {
+            as_of: Timestamp::from_micros(at),
+            ..Filter::default()
+        };
+        let started = Instant::now();
+        let state = ledger.state(&order, &filter)?;
+        latencies.push(started.elapsed());
+        std::hint::black_box(state);
+    }
+    let single = Latencies::new(latencies);
+    report.rows.push(Row {
+        phase: "one order as of a random time",
+        metric: "p50 µs",
+        ordo: single.micros(0.50),
+        baseline: None,
+        target: None,
+        detail: json!({
+            "samples": single.len(),
+            "p50_us": single.micros(0.50), "p99_us": single.micros(0.99),
+            "max_us": single.micros(1.0),
+        }),
+    });
+
+    // Whole-ledger replays: one target near the end, then random ones.
+    let mut targets = vec![Position(head.position.0.saturating_sub(100).max(1))];
+    for _ in 0..args.replays {
+        targets.push(Position(rng.random_range(1..=head.position.0)));
+    }
+    let mut runs = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let as_of = store.event(*target)?.context("target event")?.recorded_at;
+        let filter = Filter {
+            as_of: Some(as_of),
+            ..Filter::default()
+        };
+        let with = ordo::replay::replay(store, &filter, true, &NoProgress)?;
+        let without = ordo::replay::replay(store, &filter, false, &NoProgress)?;
+        if with.head_hash != without.head_hash
+            || ordo::store::projections_digest(&with.book)
+                != ordo::store::projections_digest(&without.book)
+        {
+            bail!("replay to {target} with a snapshot differs from a full replay");
+        }
+        let with_ms = with.elapsed_ms.max(1) as f64;
+        let without_ms = without.elapsed_ms as f64;
+        runs.push(json!({
+            "as_of": as_of.to_string(), "position": with.position,
+            "near_end": i == 0,
+            "with_snapshots_ms": with.elapsed_ms,
+            "snapshot_position": with.snapshot.as_ref().map(|s| s.position),
+            "tail_events": with.events_applied,
+            "without_snapshots_ms": without.elapsed_ms,
+            "speedup": round2(without_ms / with_ms),
+        }));
+        if i == 0 {
+            report.rows.push(Row {
+                phase: "replay near the end: with vs without snapshots",
+                metric: "speedup x",
+                ordo: round2(without_ms / with_ms),
+                baseline: None,
+                target: Some(10.0),
+                detail: json!({}),
+            });
+        }
+    }
+    let snapshot_every = ledger.settings()?.snapshot_every_events;
+    if let Some(row) = report.rows.last_mut() {
+        row.detail = json!({
+            "snapshot_every_events": snapshot_every,
+            "replays": runs,
+            "peak_rss_mib": peak_rss_mib(),
+        });
+    }
+    Ok(())
+}
+
+/// An order id that is certainly not in the generated workload.
+fn bench_order(writers: usize, thread: usize, n: u64) -> Result<OrderId> {
+    OrderId::new(format!("BENCH-{writers}-{thread}-{n}")).map_err(anyhow::Error::msg)
+}
+
+fn placed_data() -> Value {
+    json!({"customer_id": "CUST-BENCH", "currency": "EUR",
+           "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": 1250}]})
+}
+
+fn event(order: OrderId, event_type: &str, data: Value) -> Result<NewEvent> {
+    let event_type = EventType::parse(event_type).map_err(anyhow::Error::msg)?;
+    let data = EventData::from_json(event_type, data).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(NewEvent::new(order, data))
+}
+
+fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
+    // The physical limit: one thread of raw RocksDB sync writes of an event-sized record
+    // and its three index keys.
+    let raw_rate = {
+        let db = raw_open(raw_dir)?;
+        let cf = raw_cf(&db, "events")?;
+        let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let started = Instant::now();
+        let mut writes = 0u64;
+        while Instant::now() < deadline {
+            let mut batch = WriteBatch::default();
+            let key = (u64::MAX - writes).to_be_bytes();
+            batch.put_cf(cf, key, [1u8; 256]);
+            for index in ["order_index", "event_ids", "order_state"] {
+                batch.put_cf(raw_cf(&db, index)?, key, [2u8; 32]);
+            }
+            db.write_opt(batch, &sync_write())?;
+            writes += 1;
+        }
+        writes as f64 / started.elapsed().as_secs_f64()
+    };
+    let ledger = Arc::new(ledger);
+    for &writers in &args.writers {
+        reset_peak_rss();
+        let before = ledger.writer_stats().unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+        let started = Instant::now();
+        let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>> {
+            let handles: Vec<_> = (0..writers)
+                .map(|thread| {
+                    let ledger = ledger.clone();
+                    scope.spawn(move || -> Result<Vec<Duration>> {
+                        let mut latencies = Vec::new();
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            // Ten events per order: placed, then nine notes.
+                            let order = bench_order(writers, thread, n / 10)?;
+                            let event = if n.is_multiple_of(10) {
+                                event(order, "order_placed", placed_data())?
+                            } else {
+                                event(order, "note_added", json!({"text": "benchmark note"}))?
+                            };
+                            let at = Instant::now();
+                            ledger.append(event)?;
+                            latencies.push(at.elapsed());
+                            n += 1;
+                        }
+                        Ok(latencies)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for handle in handles {
+                let thread = handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+                all.extend(thread);
+            }
+            Ok(all)
+        })?;
+        let elapsed = started.elapsed();
+        let after = ledger.writer_stats().unwrap_or_default();
+        let latency = Latencies::new(latencies);
+        let events = latency.len() as u64;
+        let commits = (after.commits - before.commits).max(1);
+        let fsync_us = 1e6 / raw_rate;
+        report.rows.push(Row {
+            phase: leak(format!("{writers} concurrent appenders (durable)")),
+            metric: "events/s",
+            ordo: rate(events, elapsed),
+            baseline: Some(round2(raw_rate * writers as f64)),
+            target: (writers >= 8).then_some(0.8),
+            detail: json!({
+                "events": events,
+                "p50_us": latency.micros(0.50), "p99_us": latency.micros(0.99),
+                "max_us": latency.micros(1.0),
+                "p99_in_fsyncs": round2(latency.micros(0.99) / fsync_us),
+                "commits": commits,
+                "events_per_commit": round2(events as f64 / commits as f64),
+                "peak_rss_mib": peak_rss_mib(),
+                "baseline": {
+                    "what": "writers x the rate of raw RocksDB single-thread sync writes (record + 3 index keys)",
+                    "raw_sync_writes_per_second": round2(raw_rate),
+                },
+            }),
+        });
+    }
+    Ok(())
+}
+
+fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
+    let ordo = env!("CARGO_BIN_EXE_ordo");
+    let time = |command_args: &[String]| -> Result<Latencies> {
+        let mut latencies = Vec::new();
+        for _ in 0..args.cli_runs {
+            let started = Instant::now();
+            let output = Command::new(ordo)
+                .arg("--data-dir")
+                .arg(ledger_dir)
+                .args(command_args)
+                .output()?;
+            latencies.push(started.elapsed());
+            if !output.status.success() {
+                bail!(
+                    "ordo {command_args:?} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+        Ok(Latencies::new(latencies))
+    };
+    let to_strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let version = time(&to_strings(&["--version"]))?;
+    let state = time(&to_strings(&["state", "ORD-00000001"]))?;
+    let append = time(&to_strings(&[
+        "append",
+        "--order",
+        "ORD-00000001",
+        "--type",
+        "note_added",
+        "--data",
+        r#"{"text":"from the CLI benchmark"}"#,
+    ]))?;
+    for (phase, latency) in [
+        ("CLI: ordo state ORDER (whole process)", &state),
+        ("CLI: ordo append (whole process, durable)", &append),
+    ] {
+        report.rows.push(Row {
+            phase,
+            metric: "p50 ms",
+            ordo: round2(latency.micros(0.5) / 1000.0),
+            baseline: None,
+            target: None,
+            detail: json!({
+                "runs": latency.len(),
+                "p50_ms": round2(latency.micros(0.5) / 1000.0),
+                "p99_ms": round2(latency.micros(0.99) / 1000.0),
+                "process_start_p50_ms (ordo --version)": round2(version.micros(0.5) / 1000.0),
+            }),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring and reporting
+
+struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    fn new(mut samples: Vec<Duration>) -> Latencies {
+        samples.sort_unstable();
+        Latencies(samples)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `q` quantile in microseconds (nearest rank); 0 without samples.
+    fn micros(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
+        round2(self.0[rank - 1].as_secs_f64() * 1e6)
+    }
+}
+
+fn rate(units: u64, elapsed: Duration) -> f64 {
+    round2(units as f64 / elapsed.as_secs_f64().max(1e-9))
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn field_kib(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux: `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory since the last reset, MiB.
+fn peak_rss_mib() -> f64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    round2(field_kib(&status, "VmHWM:").unwrap_or(0) as f64 / 1024.0)
+}
+
+fn ordo_now() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// Phase names built at run time live as long as the report (the whole run).
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+struct Row {
+    phase: &'static str,
+    metric: &'static str,
+    ordo: f64,
+    baseline: Option<f64>,
+    /// The goal for ordo / baseline.
+    target: Option<f64>,
+    detail: Value,
+}
+
+#[derive(Default)]
+struct Report {
+    machine: Value,
+    events: u64,
+    notes: Vec<String>,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    fn print(&self) {
+        println!("machine: {}", self.machine);
+        for note in &self.notes {
+            println!("{note}");
+        }
+        let mut table = comfy_table::Table::new();
+        table.set_header(["phase", "metric", "ordo", "raw RocksDB", "ratio", "target"]);
+        for row in &self.rows {
+            let ratio = row.baseline.map(|b| round2(row.ordo / b.max(1e-9)));
+            table.add_row([
+                row.phase.to_owned(),
+                row.metric.to_owned(),
+                format!("{}", row.ordo),
+                row.baseline.map_or(String::new(), |b| format!("{b}")),
+                ratio.map_or(String::new(), |r| format!("{r}")),
+                row.target.map_or(String::new(), |t| format!(">= {t}")),
+            ]);
+        }
+        println!("{table}");
+        for row in &self.rows {
+            println!("{}: {}", row.phase, row.detail);
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "machine": self.machine,
+            "events": self.events,
+            "notes": self.notes,
+            "rows": self.rows.iter().map(|r| json!({
+                "phase": r.phase, "metric": r.metric, "ordo": r.ordo,
+                "baseline": r.baseline,
+                "ratio": r.baseline.map(|b| round2(r.ordo / b.max(1e-9))),
+                "target": r.target, "detail": r.detail,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Micro-benchmarks of the hot pieces of an append and a replay: the record codec, one
+//! step of the hash chain, the rules plus the fold of one event, the fold of a whole order
+//! stream, and key encoding. `cargo bench --bench micro`; `cargo test` runs each once.
+//!
+//! The events are real: a small generated workload is imported into a temporary ledger and
+//! the longest order stream is read back.
+
+use std::hint::black_box;
+
+use criterion::Criterion;
+
+use ordo::domain::{Event, apply, decide};
+use ordo::generate::{GenerateOptions, generate};
+use ordo::ledger::{Filter, ImportOptions, Ledger, NoProgress, import};
+use ordo::store::codec::{decode_event, encode_event};
+use ordo::store::keys::{event_key, order_index_key, order_state_key};
+use ordo::store::{Access, Durability, chain};
+
+/// The longest order stream of a 200-order generated workload.
+fn sample_stream() -> Vec<Event> {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let workload = tmp.path().join("workload.ndjson");
+    let options = GenerateOptions {
+        orders: 200,
+        seed: 3,
+        start: ordo::domain::Timestamp::parse("2026-01-01").expect("a valid date"),
+        days: 30,
+    };
+    let mut file = std::fs::File::create(&workload).expect("a writable temp dir");
+    generate(&options, &mut file).expect("generation succeeds");
+    let ledger = Ledger::open_with(
+        &tmp.path().join("ledger"),
+        Access::ReadWrite,
+        Durability::NoSync,
+    )
+    .expect("a new ledger");
+    import(&ledger, &workload, &ImportOptions::default(), &NoProgress).expect("import");
+    let orders = ledger.query_orders(&Default::default(), &Filter::default());
+    orders
+        .expect("orders")
+        .iter()
+        .map(|o| {
+            ledger
+                .history(&o.order_id, &Filter::default())
+                .expect("history")
+        })
+        .max_by_key(Vec::len)
+        .expect("at least one order")
+}
+
+fn benches(c: &mut Criterion) {
+    let stream = sample_stream();
+    let placed = &stream[0];
+    let record = encode_event(placed);
+
+    c.bench_function("codec/encode_event", |b| {
+        b.iter(|| encode_event(black_box(placed)))
+    });
+    c.bench_function("codec/decode_event", |b| {
+        b.iter(|| decode_event(black_box(&record)).expect("valid record"))
+    });
+    c.bench_function("chain/step", |b| {
+        b.iter(|| chain::chain(black_box(&chain::GENESIS), black_box(placed)))
+    });
+
+    // The rules and the fold for the last event of the stream, given the state before it.
+    let (last, earlier) = stream.split_last().expect("a non-empty stream");
+    let before = earlier.iter().fold(None, apply);
+    c.bench_function("rules/decide_and_apply", |b| {
+        b.iter(|| {
+            decide(&last.order_id, before.as_ref(), black_box(&last.data)).expect("accepted");
+            apply(before.clone(), black_box(last))
+        })
+    });
+    c.bench_function(&format!("fold/order_stream_{}_events", stream.len()), |b| {
+        b.iter(|| black_box(&stream).iter().fold(None, apply))
+    });
+
+    c.bench_function("keys/event_order_index_state", |b| {
+        b.iter(|| {
+            (
+                event_key(black_box(placed.position)),
+                order_index_key(black_box(&placed.order_id), placed.version),
+                order_state_key(black_box(&placed.order_id)).len(),
+            )
+        })
+    });
+}
+
+// What `criterion_group!` and `criterion_main!` expand to, written out: the macros'
+// `pub fn`s have no docs, which our lints refuse.
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+}

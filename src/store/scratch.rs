@@ -1,0 +1,125 @@
+//! Scratch space for work larger than memory: a throw-away RocksDB in a temporary
+//! directory inside the ledger directory (same disk, same permissions), written without WAL
+//! or fsync, deleted when dropped. `import`'s validation pass spills the order states and
+//! event ids it has staged here, so that validating a file of any size needs bounded memory.
+//!
+//! Nothing in it is ledger data: a crash may leave a directory behind, which the next
+//! writer removes (`remove_stale`).
+
+use std::fs;
+use std::path::Path;
+
+use rocksdb::{DB, Options, WriteBatch, WriteOptions};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::domain::{EventId, OrderId, OrderState};
+use crate::error::{Error, Result};
+
+use super::{codec, keys, storage};
+
+/// Prefix of scratch directories inside a ledger directory.
+pub const SCRATCH_DIR_PREFIX: &str = "scratch-";
+
+const STATE_TAG: u8 = b's';
+const ID_TAG: u8 = b'i';
+
+/// A temporary key-value table for staged order states and event ids.
+pub struct Scratch {
+    db: DB,
+    // Dropped after `db` (fields drop in order), so RocksDB closes before its files go.
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scratch")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn state_key(order_id: &OrderId) -> Vec<u8> {
+    let mut key = vec![STATE_TAG];
+    key.extend_from_slice(keys::order_state_key(order_id));
+    key
+}
+
+fn id_key(event_id: &EventId) -> Vec<u8> {
+    let mut key = vec![ID_TAG];
+    key.extend_from_slice(&keys::event_id_key(event_id));
+    key
+}
+
+impl Scratch {
+    /// Creates an empty scratch table in a new directory under `ledger_dir`.
+    pub fn create(ledger_dir: &Path) -> Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix(SCRATCH_DIR_PREFIX)
+            .tempdir_in(ledger_dir)
+            .map_err(|e| Error::io(ledger_dir, e))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let db = DB::open(&opts, dir.path()).map_err(storage)?;
+        Ok(Scratch { db, _dir: dir })
+    }
+
+    /// Removes scratch directories that a crashed process left in `ledger_dir`. Only for a
+    /// writer holding the ledger's lock (no one else can be using them).
+    pub fn remove_stale(ledger_dir: &Path) -> Result<()> {
+        let entries = fs::read_dir(ledger_dir).map_err(|e| Error::io(ledger_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(ledger_dir, e))?;
+            let is_scratch = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(SCRATCH_DIR_PREFIX));
+            if is_scratch && entry.path().is_dir() {
+                fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores states and ids (replacing earlier values of the same keys). Not durable: the
+    /// table dies with the process anyway.
+    pub fn put<'a, S: Serialize + 'a>(
+        &self,
+        states: impl Iterator<Item = (&'a OrderId, &'a OrderState)>,
+        ids: impl Iterator<Item = (&'a EventId, &'a S)>,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (order_id, state) in states {
+            batch.put(state_key(order_id), codec::encode_state(state));
+        }
+        for (event_id, value) in ids {
+            batch.put(id_key(event_id), codec::encode_record(value));
+        }
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.write_opt(batch, &opts).map_err(storage)
+    }
+
+    /// The state stored for `order_id`.
+    pub fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
+        self.get(&state_key(order_id), codec::decode_state)
+    }
+
+    /// The value stored for `event_id`.
+    pub fn id<S: DeserializeOwned>(&self, event_id: &EventId) -> Result<Option<S>> {
+        self.get(&id_key(event_id), codec::decode_record)
+    }
+
+    fn get<T>(
+        &self,
+        key: &[u8],
+        decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
+        let Some(raw) = self.db.get_pinned(key).map_err(storage)? else {
+            return Ok(None);
+        };
+        decode(&raw)
+            .map(Some)
+            .map_err(|reason| Error::Storage(format!("scratch table unreadable: {reason}")))
+    }
+}
