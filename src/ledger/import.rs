@@ -11,9 +11,11 @@
 //! moves them to a scratch table on disk (`store::Scratch`, deleted afterwards); pass 2
 //! holds one batch.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use serde::Serialize;
 
@@ -21,9 +23,10 @@ use crate::domain::{Position, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::Scratch;
 
+use super::Ledger;
 use super::input::{Lines, NewEvent, parse_envelope, parse_event};
+use super::sequencer::{BATCH_EVENTS_MAX, Chain, Pending};
 use super::stage::{AppendResult, DRY_RUN_ENTRIES_MAX, Stage};
-use super::{Ledger, sequencer::BATCH_EVENTS_MAX};
 
 /// Progress of long work, shown by the CLI as a bar on a terminal.
 pub trait Progress {
@@ -120,23 +123,87 @@ pub fn import(
         )));
     }
     let lines = validate(ledger, path, options, progress)?;
-    let mut reader = open_lines(path)?;
+    let sequencer = ledger.sequencer()?;
+    let chain = Chain::default();
     let mut result = BatchResult::default();
-    let mut batch = Vec::with_capacity(options.batch_events);
+    // Batches submitted and not yet acknowledged: while the writer commits one, this thread
+    // waits for the parser to hand over the next.
+    let mut in_flight: VecDeque<(u64, Pending)> = VecDeque::new();
+    let mut acknowledge = |(n, pending): (u64, Pending)| -> Result<()> {
+        let results = pending
+            .recv()
+            .map_err(|_| Error::Storage("the ledger's writer thread has stopped".to_owned()))??;
+        result.add(&results);
+        progress.advance(n);
+        Ok(())
+    };
     progress.begin("importing", Some(lines));
-    while let Some((line, text)) = reader.next_line()? {
-        batch.push((line, parse(line, text, options.preserve)?));
-        if batch.len() == options.batch_events {
-            let n = batch.len() as u64;
-            result.add(&ledger.append_batch(std::mem::take(&mut batch))?);
-            progress.advance(n);
+    for batch in parse_in_background(path, options)? {
+        let batch = batch?;
+        let n = batch.len() as u64;
+        let events = batch.into_iter().map(|(line, e)| (Some(line), e)).collect();
+        in_flight.push_back((n, sequencer.submit_chained(events, Some(&chain))?));
+        if in_flight.len() > IN_FLIGHT_BATCHES_MAX
+            && let Some(oldest) = in_flight.pop_front()
+        {
+            acknowledge(oldest)?;
         }
     }
-    let n = batch.len() as u64;
-    result.add(&ledger.append_batch(batch)?);
-    progress.advance(n);
+    for pending in in_flight.drain(..) {
+        acknowledge(pending)?;
+    }
     progress.end();
     Ok(result)
+}
+
+/// Batches an import keeps submitted and unacknowledged: enough to keep the writer busy
+/// while the next is parsed, few enough to bound memory.
+const IN_FLIGHT_BATCHES_MAX: usize = 2;
+
+/// Parsed batches of `options.batch_events` lines, each with its line number.
+type Parsed = Result<Vec<(u64, NewEvent)>>;
+
+/// Parses `path` on its own thread (JSON parsing is half of an import's work) and hands
+/// over batches through a bounded channel. The first error ends it; so does dropping the
+/// receiver.
+fn parse_in_background(path: &Path, options: &ImportOptions) -> Result<Receiver<Parsed>> {
+    let mut reader = open_lines(path)?;
+    let (batches, receiver) = sync_channel::<Parsed>(2);
+    let (preserve, size) = (options.preserve, options.batch_events);
+    std::thread::Builder::new()
+        .name("ordo-import-parser".to_owned())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(size);
+            loop {
+                let parsed = match reader.next_line() {
+                    Ok(Some((line, text))) => parse(line, text, preserve).map(|e| Some((line, e))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                match parsed {
+                    Ok(Some(event)) => {
+                        batch.push(event);
+                        if batch.len() == size
+                            && batches.send(Ok(std::mem::take(&mut batch))).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        if !batch.is_empty() {
+                            let _ = batches.send(Ok(batch));
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = batches.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::Storage(format!("cannot start the import parser: {e}")))?;
+    Ok(receiver)
 }
 
 /// Pass 1: parses and stages every line without writing. Returns the number of events.
@@ -146,7 +213,6 @@ fn validate(
     options: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<u64> {
-    let mut reader = open_lines(path)?;
     let store = ledger.store();
     Scratch::remove_stale(store.path())?;
     let mut stage = Stage::dry_run(
@@ -158,13 +224,14 @@ fn validate(
     let now = super::clock_now();
     let mut events = 0;
     progress.begin("validating", None);
-    while let Some((line, text)) = reader.next_line()? {
-        let event = parse(line, text, options.preserve)?;
-        stage.stage(event, now).map_err(|e| e.at_line(line))?;
-        events += 1;
-        if events % 4096 == 0 {
-            progress.advance(4096);
+    for batch in parse_in_background(path, options)? {
+        let batch = batch?;
+        let n = batch.len() as u64;
+        for (line, event) in batch {
+            stage.stage(event, now).map_err(|e| e.at_line(line))?;
         }
+        events += n;
+        progress.advance(n);
     }
     progress.end();
     Ok(events)

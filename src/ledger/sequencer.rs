@@ -32,7 +32,28 @@ pub const QUEUE_REQUESTS_MAX: usize = 4096;
 struct Request {
     events: Vec<(Option<u64>, NewEvent)>,
     reply: SyncSender<Result<Vec<AppendResult>>>,
+    chain: Option<Chain>,
 }
+
+/// Links requests that must land in order, all or a prefix: once one fails, every later
+/// request of the chain is refused unwritten. An import submits its next batch before the
+/// previous one is acknowledged (so parsing overlaps committing); without the chain, a
+/// failed batch could leave a gap with later batches written after it.
+#[derive(Clone, Debug, Default)]
+pub struct Chain(Arc<std::sync::atomic::AtomicBool>);
+
+impl Chain {
+    fn broken(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn break_off(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The answer to a submitted request, to wait for later.
+pub type Pending = Receiver<Result<Vec<AppendResult>>>;
 
 /// Work for the writer thread.
 enum Work {
@@ -108,22 +129,39 @@ impl Sequencer {
     /// Appends events atomically (all or none) and waits until they are durable. Each event
     /// may carry the input line it came from; errors then name it.
     pub fn submit(&self, events: Vec<(Option<u64>, NewEvent)>) -> Result<Vec<AppendResult>> {
+        self.submit_chained(events, None)?
+            .recv()
+            .map_err(|_| stopped())?
+    }
+
+    /// Queues events like `submit` without waiting; the answer arrives on the returned
+    /// receiver. With a `chain`, the request is refused if an earlier one of it failed.
+    pub fn submit_chained(
+        &self,
+        events: Vec<(Option<u64>, NewEvent)>,
+        chain: Option<&Chain>,
+    ) -> Result<Pending> {
         if events.len() > BATCH_EVENTS_MAX {
             return Err(Error::InvalidInput(format!(
                 "a batch holds at most {BATCH_EVENTS_MAX} events, this one has {}; use `ordo import` for more",
                 events.len()
             )));
         }
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
         let (reply, answer) = sync_channel(1);
+        if events.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+            return Ok(answer);
+        }
         self.queue
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Work::Append(Request { events, reply }))
+            .send(Work::Append(Request {
+                events,
+                reply,
+                chain: chain.cloned(),
+            }))
             .map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+        Ok(answer)
     }
 
     /// Runs `work` on the writer thread between two commits: no event is committed while it
@@ -232,11 +270,21 @@ impl Writer {
         let mut stage = Stage::new(&self.store, self.head, true);
         let mut accepted = Vec::with_capacity(group.len());
         for request in group {
+            if request.chain.as_ref().is_some_and(Chain::broken) {
+                let _ = request.reply.send(Err(Error::Storage(
+                    "an earlier batch of the same import failed; this one was not written"
+                        .to_owned(),
+                )));
+                continue;
+            }
             let checkpoint = stage.checkpoint();
             match stage_request(&mut stage, request.events) {
-                Ok(results) => accepted.push((request.reply, results)),
+                Ok(results) => accepted.push((request.reply, request.chain, results)),
                 Err(e) => {
                     stage.rollback(checkpoint);
+                    if let Some(chain) = &request.chain {
+                        chain.break_off();
+                    }
                     let _ = request.reply.send(Err(e));
                 }
             }
@@ -262,14 +310,17 @@ impl Writer {
         match outcome {
             Ok(()) => {
                 self.head = head;
-                for (reply, results) in accepted {
+                for (reply, _, results) in accepted {
                     let _ = reply.send(Ok(results));
                 }
             }
             Err(e) => {
                 // The batch is atomic: nothing of it is on disk, so the head stays as it was.
                 let message = e.to_string();
-                for (reply, _) in accepted {
+                for (reply, chain, _) in accepted {
+                    if let Some(chain) = chain {
+                        chain.break_off();
+                    }
                     let _ = reply.send(Err(Error::Storage(format!(
                         "commit failed, nothing was written: {message}"
                     ))));
@@ -301,4 +352,52 @@ fn stage_request(
         results.push(result);
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventData, EventType, OrderId};
+    use crate::store::Access;
+
+    fn placed(order: &str) -> (Option<u64>, NewEvent) {
+        let data = EventData::from_json(
+            EventType::OrderPlaced,
+            serde_json::json!({"customer_id": "C", "currency": "EUR",
+                               "lines": [{"sku": "A", "quantity": 1, "unit_price": 100}]}),
+        )
+        .expect("valid data");
+        let order = OrderId::new(order).expect("valid id");
+        (Some(1), NewEvent::new(order, data))
+    }
+
+    #[test]
+    fn after_a_failed_request_of_a_chain_later_ones_are_refused_unwritten() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
+        let sequencer = Sequencer::start(
+            store.clone(),
+            store.head().expect("head"),
+            Durability::NoSync,
+        )
+        .expect("writer");
+        let chain = Chain::default();
+        let first = sequencer.submit_chained(vec![placed("A")], Some(&chain));
+        // Placing A twice breaks the rules: this request fails...
+        let second = sequencer.submit_chained(vec![placed("A")], Some(&chain));
+        // ...so this valid one, submitted before the failure was known, is not written.
+        let third = sequencer.submit_chained(vec![placed("B")], Some(&chain));
+        // A request outside the chain is unaffected.
+        let other = sequencer.submit(vec![placed("C")]);
+        let answer = |p: Result<Pending>| p.expect("queued").recv().expect("answered");
+        assert!(answer(first).is_ok());
+        assert!(matches!(answer(second), Err(Error::AtLine { .. })));
+        let refused = answer(third).expect_err("refused");
+        assert!(refused.to_string().contains("earlier batch"), "{refused}");
+        assert!(other.is_ok());
+        drop(sequencer);
+        assert_eq!(store.head().expect("head").position, Position(2));
+        let b = OrderId::new("B").expect("valid id");
+        assert_eq!(store.order_state(&b).expect("read"), None);
+    }
 }
