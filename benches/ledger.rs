@@ -123,23 +123,34 @@ fn main() -> Result<()> {
 }
 
 fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
+    let started = Instant::now();
+    let phase = |name: &str| eprintln!("[{:>6.1} s] {name}", started.elapsed().as_secs_f64());
+    phase("machine: cores, memory, fsync latency");
     machine(dir, report)?;
     let workload = dir.join("workload.ndjson");
+    phase("generating the workload");
     let events = generate_workload(args, &workload, report)?;
     let ledger_dir = dir.join("ordo");
     let raw_dir = dir.join("raw");
     let ledger = Ledger::open(&ledger_dir, Access::ReadWrite)?;
+    phase("bulk import: ordo");
     bulk_import(&ledger, &workload, events, report)?;
+    phase("bulk import: raw RocksDB");
     raw_import(&ledger, &raw_dir, report)?;
     fs::remove_file(&workload)?;
     if args.import_only {
         return Ok(());
     }
+    phase("rebuild vs raw scan");
     rebuild(&ledger, &raw_dir, report)?;
+    phase("time travel");
     time_travel(&ledger, args, report)?;
+    phase("concurrent appends");
     appends(&ledger, &raw_dir, args, report)?;
     drop(ledger);
+    phase("CLI processes");
     cli(&ledger_dir, args, report)?;
+    phase("done");
     Ok(())
 }
 
@@ -540,7 +551,7 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
         let commits = (after.commits - before.commits).max(1);
         let fsync_us = 1e6 / raw_rate;
         report.rows.push(Row {
-            phase: leak(format!("{writers} concurrent appenders (durable)")),
+            phase: leak(format!("concurrent appends, {writers} writers (durable)")),
             metric: "events/s",
             ordo: rate(events, elapsed),
             baseline: Some(round2(raw_rate * writers as f64)),

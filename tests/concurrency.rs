@@ -144,3 +144,53 @@ fn a_second_open_for_writing_is_refused_while_the_first_is_open() {
     drop(first);
     Ledger::open(&path, Access::ReadWrite).expect("free again once the writer closes");
 }
+
+#[test]
+fn automatic_snapshots_taken_while_threads_append_equal_a_full_replay_at_their_position() {
+    const THREADS: u64 = 8;
+    const EACH: u64 = 60;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("l");
+    let ledger = Arc::new(
+        Ledger::open_with(&dir, Access::ReadWrite, ordo::store::Durability::NoSync)
+            .expect("open"),
+    );
+    ledger
+        .set_settings(ordo::store::Settings {
+            snapshot_every_events: 37,
+        })
+        .expect("settings");
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ledger = Arc::clone(&ledger);
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let id = order(format!("SNAP-{t}-{}", i / 6));
+                    let data = if i % 6 == 0 { placed() } else { note("n") };
+                    ledger.append(NewEvent::new(id, data)).expect("append");
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("appender");
+    }
+    drop(ledger); // waits for a snapshot still being written
+    let ledger = Ledger::open(&dir, Access::ReadOnly).expect("reopen");
+    let snapshots = ledger.store().snapshot_headers().expect("headers");
+    assert!(!snapshots.is_empty(), "automatic snapshots were taken");
+    for header in snapshots {
+        // Loading checks the digest; the content must equal a fold of the log up to it.
+        let book = ledger.store().load_snapshot(&header).expect("snapshot loads");
+        let filter = Filter {
+            at_position: Some(header.position),
+            ..Filter::default()
+        };
+        let full = ordo::replay::replay(ledger.store(), &filter, false, &NoProgress)
+            .expect("full replay");
+        assert_eq!(book.orders, full.book.orders, "at {}", header.position);
+        assert_eq!(book.customers, full.book.customers);
+        assert_eq!(book.revenue, full.book.revenue);
+        assert_eq!(book.totals, full.book.totals);
+    }
+}

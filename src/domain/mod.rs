@@ -24,6 +24,6 @@ pub use ids::{
 };
 pub use money::{Amount, Currency, Quantity};
 pub use rules::{Rejection, decide};
-pub use state::{OrderState, Status, StatusCounts, apply};
+pub use state::{OrderState, Status, StatusCounts, apply, apply_to};
 pub use text::Text;
 pub use time::{OCCURRED_AHEAD_MICROS_MAX, Timestamp};

@@ -135,11 +135,19 @@ fn lines_total(lines: &[Line]) -> Amount {
 /// in filtered views (`--valid-at` can select a back-dated change to an order whose placement
 /// occurred later), never on the full log.
 pub fn apply(state: Option<OrderState>, event: &Event) -> Option<OrderState> {
-    let mut s = match (state, &event.data) {
-        (None, EventData::OrderPlaced(placed)) => return Some(OrderState::placed(event, placed)),
-        (None, _) => return None,
-        (Some(s), _) => s,
-    };
+    match (state, &event.data) {
+        (None, EventData::OrderPlaced(placed)) => Some(OrderState::placed(event, placed)),
+        (None, _) => None,
+        (Some(mut s), _) => {
+            apply_to(&mut s, event);
+            Some(s)
+        }
+    }
+}
+
+/// Folds one event into an existing order's state in place: `apply` without moving the
+/// state (replays fold millions of events into a map of states).
+pub fn apply_to(s: &mut OrderState, event: &Event) {
     match &event.data {
         // A second placement never passes the rules; nothing to fold.
         EventData::OrderPlaced(_) | EventData::NoteAdded(_) => {}
@@ -179,5 +187,4 @@ pub fn apply(state: Option<OrderState>, event: &Event) -> Option<OrderState> {
     s.version = event.version;
     s.position = event.position;
     s.updated_at = event.recorded_at;
-    Some(s)
 }

@@ -106,6 +106,7 @@ impl Sequencer {
                     head,
                     durability,
                     counters: writer_counters,
+                    snapshotter: None,
                 }
                 .run(&requests)
             })
@@ -198,6 +199,8 @@ struct Writer {
     head: Head,
     durability: Durability,
     counters: Arc<Counters>,
+    /// The automatic snapshot being taken in the background, if any.
+    snapshotter: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -208,7 +211,13 @@ impl Writer {
                 Some(work) => work,
                 None => match requests.recv() {
                     Ok(work) => work,
-                    Err(_) => return,
+                    Err(_) => {
+                        // Closing: let a background snapshot finish before the store closes.
+                        if let Some(snapshotter) = self.snapshotter.take() {
+                            let _ = snapshotter.join();
+                        }
+                        return;
+                    }
                 },
             };
             let first = match first {
@@ -241,9 +250,12 @@ impl Writer {
         }
     }
 
-    /// Takes the automatic snapshot when the last commit crossed a multiple of
-    /// `snapshot_every_events`. A failure is logged, not fatal: snapshots only save time.
-    fn snapshot_if_due(&self, before: Position) {
+    /// Starts the automatic snapshot when the last commit crossed a multiple of
+    /// `snapshot_every_events`, on a background thread: it reads the projections through a
+    /// RocksDB snapshot (consistent between two commits), so appends do not wait for it. A
+    /// failure is logged, not fatal: snapshots only save time. If the previous one is still
+    /// running, this one is skipped.
+    fn snapshot_if_due(&mut self, before: Position) {
         let every = match self.store.settings() {
             Ok(settings) => settings.snapshot_every_events,
             Err(e) => {
@@ -251,14 +263,31 @@ impl Writer {
                 return;
             }
         };
-        if every > 0
-            && before.0 / every != self.head.position.0 / every
-            && let Err(e) = snapshot(&self.store)
-        {
-            tracing::warn!(
-                "automatic snapshot at position {} failed: {e}",
-                self.head.position
-            );
+        if every == 0 || before.0 / every == self.head.position.0 / every {
+            return;
+        }
+        if let Some(running) = self.snapshotter.take() {
+            if !running.is_finished() {
+                tracing::warn!(
+                    "automatic snapshot skipped at position {}: the previous one is still running",
+                    self.head.position
+                );
+                self.snapshotter = Some(running);
+                return;
+            }
+            let _ = running.join();
+        }
+        let store = self.store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ordo-snapshot".to_owned())
+            .spawn(move || {
+                if let Err(e) = snapshot(&store) {
+                    tracing::warn!("automatic snapshot failed: {e}");
+                }
+            });
+        match spawned {
+            Ok(handle) => self.snapshotter = Some(handle),
+            Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
         }
     }
 
@@ -330,8 +359,8 @@ impl Writer {
     }
 }
 
-/// Snapshots the stored projections at the head. Only on the writer thread (or with the
-/// writer lock and no sequencer), so that no commit interleaves.
+/// Snapshots the stored projections at the head (read through a RocksDB snapshot, so
+/// commits may go on meanwhile).
 pub(crate) fn snapshot(store: &Store) -> Result<SnapshotHeader> {
     let book = store.live_book()?;
     let now = clock_now();

@@ -85,6 +85,10 @@ pub struct Stage<'s> {
     /// Where a dry run moves its staged states and ids when memory holds `spill_at`.
     spill: Option<Scratch>,
     spill_at: usize,
+    /// A dry run's previous generation of states and ids: the current one replaces it when
+    /// full, and it moves to the scratch table. Recently used entries stay in memory.
+    older_states: HashMap<OrderId, OrderState>,
+    older_ids: HashMap<EventId, StagedId>,
 }
 
 impl<'s> Stage<'s> {
@@ -102,6 +106,8 @@ impl<'s> Stage<'s> {
             undo: Vec::new(),
             spill: None,
             spill_at: usize::MAX,
+            older_states: HashMap::new(),
+            older_ids: HashMap::new(),
         }
     }
 
@@ -120,14 +126,16 @@ impl<'s> Stage<'s> {
         }
     }
 
-    /// Moves the staged states and ids to the scratch table when memory holds too many.
+    /// When the current generation of staged states and ids holds half the memory bound:
+    /// moves the older generation to the scratch table, and the current one becomes older.
+    /// The scratch table so only ever receives values older than those in memory.
     fn spill_if_full(&mut self) -> Result<()> {
         if let Some(scratch) = &self.spill
-            && self.states.len() + self.ids.len() >= self.spill_at
+            && self.states.len() + self.ids.len() >= self.spill_at.div_ceil(2)
         {
-            scratch.put(self.states.iter(), self.ids.iter())?;
-            self.states.clear();
-            self.ids.clear();
+            scratch.put(self.older_states.iter(), self.older_ids.iter())?;
+            self.older_states = std::mem::take(&mut self.states);
+            self.older_ids = std::mem::take(&mut self.ids);
         }
         Ok(())
     }
@@ -190,7 +198,11 @@ impl<'s> Stage<'s> {
     }
 
     fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        if let Some(state) = self.states.get(order_id) {
+        if let Some(state) = self
+            .states
+            .get(order_id)
+            .or_else(|| self.older_states.get(order_id))
+        {
             return Ok(Some(state.clone()));
         }
         if let Some(scratch) = &self.spill
@@ -202,7 +214,11 @@ impl<'s> Stage<'s> {
     }
 
     fn staged_id(&self, event_id: &EventId) -> Result<Option<(AppendResult, ContentDigest)>> {
-        if let Some(staged) = self.ids.get(event_id) {
+        if let Some(staged) = self
+            .ids
+            .get(event_id)
+            .or_else(|| self.older_ids.get(event_id))
+        {
             return Ok(Some((staged.result.clone(), staged.digest)));
         }
         match &self.spill {

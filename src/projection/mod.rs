@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Currency, CustomerId, Event, EventData, OrderId, OrderState, Position, Status, Timestamp, apply,
+    Currency, CustomerId, Event, EventData, OrderId, OrderState, Position, Status, Timestamp,
+    apply, apply_to,
 };
 
 /// Version of the projection code. Snapshots record it; a snapshot written by another version
@@ -139,16 +140,43 @@ pub struct Effects {
 
 /// What `event` adds to the aggregates, given the order before (`prev`) and after (`next`).
 pub fn effects(prev: Option<&OrderState>, next: &OrderState, event: &Event) -> Effects {
+    effects_since(prev.map(Before::of), next, event)
+}
+
+/// What `effects` needs of an order's state before an event (copied, so that the state
+/// can then be changed in place).
+#[derive(Clone, Copy, Debug)]
+pub struct Before {
+    status: Status,
+    total: i64,
+    paid: i64,
+    refunded: i64,
+}
+
+impl Before {
+    /// The parts of `state` that effects compare.
+    pub fn of(state: &OrderState) -> Before {
+        Before {
+            status: state.status,
+            total: state.total.0,
+            paid: state.paid.0,
+            refunded: state.refunded.0,
+        }
+    }
+}
+
+/// `effects` given a summary of the state before the event.
+pub fn effects_since(prev: Option<Before>, next: &OrderState, event: &Event) -> Effects {
     let before = prev.map(|p| p.status);
     let status = (before != Some(next.status)).then_some((before, next.status));
     let customer = CustomerRow {
         orders: i64::from(prev.is_none()),
-        total: next.total.0.saturating_sub(prev.map_or(0, |p| p.total.0)),
-        paid: next.paid.0.saturating_sub(prev.map_or(0, |p| p.paid.0)),
+        total: next.total.0.saturating_sub(prev.map_or(0, |p| p.total)),
+        paid: next.paid.0.saturating_sub(prev.map_or(0, |p| p.paid)),
         refunded: next
             .refunded
             .0
-            .saturating_sub(prev.map_or(0, |p| p.refunded.0)),
+            .saturating_sub(prev.map_or(0, |p| p.refunded)),
     };
     let row = match &event.data {
         EventData::OrderPlaced(_) => Some(RevenueRow {
@@ -262,11 +290,23 @@ impl Book {
     /// Folds one event, in position order. Returns false (and changes nothing) for an event
     /// of an order that does not exist in this view (only in `--valid-at` views).
     pub fn apply(&mut self, event: &Event) -> bool {
-        let prev = self.orders.get(&event.order_id);
-        let Some(next) = apply(prev.cloned(), event) else {
-            return false;
+        // In place: a replay folds every event into this map, and cloning each order's
+        // state (lines, strings) per event cost more than the fold itself.
+        let effects = match self.orders.get_mut(&event.order_id) {
+            Some(state) => {
+                let before = Before::of(state);
+                apply_to(state, event);
+                effects_since(Some(before), state, event)
+            }
+            None => {
+                let Some(next) = apply(None, event) else {
+                    return false;
+                };
+                let effects = effects_since(None, &next, event);
+                self.orders.insert(event.order_id.clone(), next);
+                effects
+            }
         };
-        let effects = effects(prev, &next, event);
         if let Some((from, to)) = effects.status {
             if let Some(from) = from {
                 let count = &mut self.totals.statuses[status_index(from)];
@@ -281,7 +321,6 @@ impl Book {
         }
         self.totals.max_occurred_at = self.totals.max_occurred_at.max(Some(event.occurred_at));
         self.position = event.position;
-        self.orders.insert(event.order_id.clone(), next);
         true
     }
 }

@@ -176,10 +176,24 @@ fn storage(e: rocksdb::Error) -> Error {
     Error::Storage(e.into_string())
 }
 
-fn options() -> Options {
+/// The block cache shared by all column families of a store.
+pub const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Bloom filter bits per key: about 1% false positives.
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+fn options(cache: &rocksdb::Cache) -> Options {
     let mut opts = Options::default();
     // Built without snappy; name the compression we have, never rely on the default.
     opts.set_compression_type(DBCompressionType::Lz4);
+    // Every append looks up keys that usually do not exist (a new event id, a new order's
+    // state): bloom filters answer those without reading data blocks of every level.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    opts.set_block_based_table_factory(&table);
     opts
 }
 
@@ -198,8 +212,9 @@ impl Store {
                 None
             }
         };
-        let mut db_opts = options();
-        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options()));
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut db_opts = options(&cache);
+        let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache)));
         let db = match access {
             Access::ReadWrite => {
                 db_opts.create_if_missing(true);

@@ -1,7 +1,7 @@
 //! Stored projections, snapshots and settings: rows in the `status_orders`, `customers`,
 //! `revenue` and `snapshots` column families and in `meta` (docs/format.md).
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use rocksdb::{Direction, IteratorMode, ReadOptions, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
@@ -82,9 +82,17 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 
 impl Store {
     fn meta_record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.meta_record_at(key, None)
+    }
+
+    fn meta_record_at<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        at: Option<&Snapshot<'_>>,
+    ) -> Result<Option<T>> {
         let raw = self
             .db
-            .get_pinned_cf(self.cf(CF_META), key)
+            .get_pinned_cf_opt(self.cf(CF_META), key, &read_options(at))
             .map_err(storage)?;
         raw.map(|bytes| decode(&String::from_utf8_lossy(key), &bytes))
             .transpose()
@@ -158,7 +166,17 @@ impl Store {
         cf: &str,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
-        let mut opts = ReadOptions::default();
+        self.scan_at(cf, prefix, None)
+    }
+
+    /// `scan` as of a RocksDB snapshot (`None`: now).
+    fn scan_at<'s>(
+        &'s self,
+        cf: &str,
+        prefix: &[u8],
+        at: Option<&Snapshot<'_>>,
+    ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
+        let mut opts = read_options(at);
         if let Some(upper) = prefix_upper_bound(prefix) {
             opts.set_iterate_upper_bound(upper);
         }
@@ -208,7 +226,14 @@ impl Store {
 
     /// Every per-customer totals row, in key order.
     pub fn customer_rows(&self) -> Result<Vec<(CustomerKey, CustomerRow)>> {
-        self.scan(CF_CUSTOMERS, &[])
+        self.customer_rows_at(None)
+    }
+
+    fn customer_rows_at(
+        &self,
+        at: Option<&Snapshot<'_>>,
+    ) -> Result<Vec<(CustomerKey, CustomerRow)>> {
+        self.scan_at(CF_CUSTOMERS, &[], at)
             .map(|item| {
                 let (key, value) = item?;
                 let key = keys::decode_customer_key(&key)
@@ -220,7 +245,11 @@ impl Store {
 
     /// Every revenue row, in day then currency order.
     pub fn revenue_rows(&self) -> Result<Vec<(RevenueKey, RevenueRow)>> {
-        self.scan(CF_REVENUE, &[])
+        self.revenue_rows_at(None)
+    }
+
+    fn revenue_rows_at(&self, at: Option<&Snapshot<'_>>) -> Result<Vec<(RevenueKey, RevenueRow)>> {
+        self.scan_at(CF_REVENUE, &[], at)
             .map(|item| {
                 let (key, value) = item?;
                 let key = keys::decode_revenue_key(&key)
@@ -230,17 +259,27 @@ impl Store {
             .collect()
     }
 
-    /// The stored projections as a `Book` at the head.
+    /// The stored projections as a `Book` at the head. Read through one RocksDB snapshot:
+    /// every commit is one atomic WriteBatch, so the snapshot sits between two commits and
+    /// the book is consistent even while the writer goes on committing (automatic
+    /// snapshots are taken on a background thread).
     pub fn live_book(&self) -> Result<Book> {
+        let snapshot = self.db.snapshot();
+        let at = Some(&snapshot);
+        let head: super::Head = self
+            .meta_record_at(keys::META_HEAD, at)?
+            .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
         let mut book = Book {
-            position: self.head()?.position,
-            totals: self.totals()?,
-            customers: self.customer_rows()?.into_iter().collect(),
-            revenue: self.revenue_rows()?.into_iter().collect(),
+            position: head.position,
+            totals: self
+                .meta_record_at(keys::META_TOTALS, at)?
+                .unwrap_or_default(),
+            customers: self.customer_rows_at(at)?.into_iter().collect(),
+            revenue: self.revenue_rows_at(at)?.into_iter().collect(),
             ..Book::default()
         };
-        for state in self.order_states() {
-            let state = state?;
+        for item in self.scan_at(CF_ORDER_STATE, &[], at) {
+            let state: OrderState = decode("order_state", &item?.1)?;
             book.orders.insert(state.order_id.clone(), state);
         }
         Ok(book)
@@ -410,4 +449,13 @@ fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Read options as of `at` (`None`: the latest data).
+fn read_options(at: Option<&Snapshot<'_>>) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if let Some(snapshot) = at {
+        opts.set_snapshot(snapshot);
+    }
+    opts
 }
