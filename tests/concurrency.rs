@@ -152,8 +152,7 @@ fn automatic_snapshots_taken_while_threads_append_equal_a_full_replay_at_their_p
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().join("l");
     let ledger = Arc::new(
-        Ledger::open_with(&dir, Access::ReadWrite, ordo::store::Durability::NoSync)
-            .expect("open"),
+        Ledger::open_with(&dir, Access::ReadWrite, ordo::store::Durability::NoSync).expect("open"),
     );
     ledger
         .set_settings(ordo::store::Settings {
@@ -181,16 +180,49 @@ fn automatic_snapshots_taken_while_threads_append_equal_a_full_replay_at_their_p
     assert!(!snapshots.is_empty(), "automatic snapshots were taken");
     for header in snapshots {
         // Loading checks the digest; the content must equal a fold of the log up to it.
-        let book = ledger.store().load_snapshot(&header).expect("snapshot loads");
+        let book = ledger
+            .store()
+            .load_snapshot(&header)
+            .expect("snapshot loads");
         let filter = Filter {
             at_position: Some(header.position),
             ..Filter::default()
         };
-        let full = ordo::replay::replay(ledger.store(), &filter, false, &NoProgress)
-            .expect("full replay");
+        let full =
+            ordo::replay::replay(ledger.store(), &filter, false, &NoProgress).expect("full replay");
         assert_eq!(book.orders, full.book.orders, "at {}", header.position);
         assert_eq!(book.customers, full.book.customers);
         assert_eq!(book.revenue, full.book.revenue);
         assert_eq!(book.totals, full.book.totals);
     }
+}
+
+#[test]
+fn a_snapshot_whose_rows_were_changed_is_refused_by_its_digest() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ledger = Ledger::open(&tmp.path().join("l"), Access::ReadWrite).expect("open");
+    for name in ["A", "B"] {
+        ledger
+            .append(NewEvent::new(order(name.to_owned()), placed()))
+            .expect("append");
+    }
+    let header = ledger.snapshot_create().expect("snapshot");
+    let store = ledger.store();
+    assert!(store.load_snapshot(&header).is_ok());
+    // Swap the two orders' rows: each still decodes, the content is wrong.
+    let rows = store
+        .raw_rows(ordo::store::CF_SNAPSHOTS)
+        .expect("rows")
+        .into_iter()
+        .filter(|(key, _)| key.get(8) == Some(&ordo::store::keys::SNAPSHOT_ORDER))
+        .collect::<Vec<_>>();
+    assert_eq!(rows.len(), 2);
+    store
+        .tamper_raw(ordo::store::CF_SNAPSHOTS, &rows[0].0, Some(&rows[1].1))
+        .expect("tamper");
+    let err = store.load_snapshot(&header).expect_err("refused");
+    assert!(
+        err.to_string().contains("does not match its digest"),
+        "{err}"
+    );
 }

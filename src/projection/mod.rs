@@ -132,8 +132,9 @@ impl Add for RevenueRow {
 pub struct Effects {
     /// The order's status before (`None`: it did not exist) and after, when it changed.
     pub status: Option<(Option<Status>, Status)>,
-    /// Change of the customer's totals.
-    pub customer: (CustomerKey, CustomerRow),
+    /// Change of the customer's totals; `None` when the event changes none of them (most
+    /// events: the row exists since the placement, and adding zero is skipped).
+    pub customer: Option<(CustomerKey, CustomerRow)>,
     /// Change of the day's revenue, for the types that count there.
     pub revenue: Option<(RevenueKey, RevenueRow)>,
 }
@@ -200,13 +201,15 @@ pub fn effects_since(prev: Option<Before>, next: &OrderState, event: &Event) -> 
     };
     Effects {
         status,
-        customer: (
-            CustomerKey {
-                customer_id: next.customer_id.clone(),
-                currency: next.currency.clone(),
-            },
-            customer,
-        ),
+        customer: (customer != CustomerRow::default()).then(|| {
+            (
+                CustomerKey {
+                    customer_id: next.customer_id.clone(),
+                    currency: next.currency.clone(),
+                },
+                customer,
+            )
+        }),
         revenue: row.map(|row| {
             (
                 RevenueKey {
@@ -252,8 +255,9 @@ impl Delta {
                 .and_modify(|m| m.1 = to)
                 .or_insert((from, to));
         }
-        let (key, row) = effects.customer;
-        self.customers.entry(key).or_default().add(&row);
+        if let Some((key, row)) = effects.customer {
+            self.customers.entry(key).or_default().add(&row);
+        }
         if let Some((key, row)) = effects.revenue {
             self.revenue.entry(key).or_default().add(&row);
         }
@@ -314,8 +318,9 @@ impl Book {
             }
             self.totals.statuses[status_index(to)] += 1;
         }
-        let (key, row) = effects.customer;
-        self.customers.entry(key).or_default().add(&row);
+        if let Some((key, row)) = effects.customer {
+            self.customers.entry(key).or_default().add(&row);
+        }
         if let Some((key, row)) = effects.revenue {
             self.revenue.entry(key).or_default().add(&row);
         }

@@ -179,6 +179,9 @@ fn storage(e: rocksdb::Error) -> Error {
 /// The block cache shared by all column families of a store.
 pub const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
+/// Memtable memory of all column families together.
+pub const WRITE_BUFFERS_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 /// Bloom filter bits per key: about 1% false positives.
 const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
@@ -214,6 +217,8 @@ impl Store {
         };
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut db_opts = options(&cache);
+        // All column families' memtables together; bounds the writer's memory.
+        db_opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES_MAX);
         let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache)));
         let db = match access {
             Access::ReadWrite => {
@@ -327,9 +332,14 @@ impl Store {
     /// checked against its key.
     pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
         let start = keys::event_key(from);
+        // A scan of the log reads each block once: caching it would only evict hot blocks
+        // (and freeing a full cache made closing the store slow).
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
         self.db
-            .iterator_cf(
+            .iterator_cf_opt(
                 self.cf(CF_EVENTS),
+                opts,
                 IteratorMode::From(&start, Direction::Forward),
             )
             .map(|item| {
@@ -519,12 +529,28 @@ impl Store {
     /// `verify` detects tampering; the ledger itself never updates an event.
     #[doc(hidden)]
     pub fn tamper_raw_event(&self, position: Position, bytes: Option<&[u8]>) -> Result<()> {
+        self.tamper_raw(CF_EVENTS, &keys::event_key(position), bytes)
+    }
+
+    /// Overwrites (or deletes) any raw record, bypassing every check. Only for tests that
+    /// prove corruption is detected.
+    #[doc(hidden)]
+    pub fn tamper_raw(&self, cf: &str, key: &[u8], bytes: Option<&[u8]>) -> Result<()> {
         let mut batch = WriteBatch::default();
         match bytes {
-            Some(b) => batch.put_cf(self.cf(CF_EVENTS), keys::event_key(position), b),
-            None => batch.delete_cf(self.cf(CF_EVENTS), keys::event_key(position)),
+            Some(b) => batch.put_cf(self.cf(cf), key, b),
+            None => batch.delete_cf(self.cf(cf), key),
         }
         self.write(batch, Durability::Sync)
+    }
+
+    /// Every raw (key, value) of a column family, in key order. Only for tests and tools.
+    #[doc(hidden)]
+    pub fn raw_rows(&self, cf: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::Start)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
+            .collect()
     }
 }
 

@@ -177,6 +177,8 @@ impl Store {
         at: Option<&Snapshot<'_>>,
     ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
         let mut opts = read_options(at);
+        // Scans read whole column families (snapshots, live projections): see `events_from`.
+        opts.fill_cache(false);
         if let Some(upper) = prefix_upper_bound(prefix) {
             opts.set_iterate_upper_bound(upper);
         }
@@ -278,10 +280,13 @@ impl Store {
             revenue: self.revenue_rows_at(at)?.into_iter().collect(),
             ..Book::default()
         };
-        for item in self.scan_at(CF_ORDER_STATE, &[], at) {
-            let state: OrderState = decode("order_state", &item?.1)?;
-            book.orders.insert(state.order_id.clone(), state);
-        }
+        book.orders = self
+            .scan_at(CF_ORDER_STATE, &[], at)
+            .map(|item| {
+                let state: OrderState = decode("order_state", &item?.1)?;
+                Ok((state.order_id.clone(), state))
+            })
+            .collect::<Result<_>>()?;
         Ok(book)
     }
 
@@ -398,6 +403,13 @@ impl Store {
             ..Book::default()
         };
         let prefix = keys::snapshot_prefix(header.position);
+        // The digest is computed over the stored bytes as they are read (the codec is
+        // deterministic, so they are what `digest` would re-encode): in `digest`'s order,
+        // orders, customers and revenue, with the totals (stored first) fed last.
+        let mut hasher = Sha256::new();
+        let mut totals_bytes = None;
+        // Rows arrive in key order: collecting them builds the map in bulk, in linear time.
+        let mut orders = Vec::with_capacity(usize::try_from(header.orders).unwrap_or(0));
         for item in self.scan(CF_SNAPSHOTS, &prefix) {
             let (key, value) = item?;
             let (kind, row_key) = match key.get(8..) {
@@ -405,28 +417,40 @@ impl Store {
                 _ => return Err(corrupt(&what, "malformed key")),
             };
             match kind {
-                0 => book.totals = decode(&what, &value)?,
+                0 => {
+                    book.totals = decode(&what, &value)?;
+                    totals_bytes = Some(value);
+                }
                 keys::SNAPSHOT_ORDER => {
                     let state: OrderState =
                         codec::decode_state(&value).map_err(|reason| corrupt(&what, reason))?;
-                    book.orders.insert(state.order_id.clone(), state);
+                    hasher.update(&value);
+                    orders.push((state.order_id.clone(), state));
                 }
                 keys::SNAPSHOT_CUSTOMER => {
                     let key = keys::decode_customer_key(row_key)
                         .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
+                    hasher.update(row_key);
+                    hasher.update(&value);
                     book.customers.insert(key, decode(&what, &value)?);
                 }
                 keys::SNAPSHOT_REVENUE => {
                     let key = keys::decode_revenue_key(row_key)
                         .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
+                    hasher.update(row_key);
+                    hasher.update(&value);
                     book.revenue.insert(key, decode(&what, &value)?);
                 }
                 other => return Err(corrupt(&what, format!("unknown row kind {other}"))),
             }
         }
-        if digest(&book) != header.digest {
+        book.orders = orders.into_iter().collect();
+        let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
+        hasher.update(&totals_bytes);
+        if Hash(hasher.finalize().into()) != header.digest {
             return Err(corrupt(&what, "its content does not match its digest"));
         }
+        debug_assert_eq!(digest(&book), header.digest, "stored bytes are canonical");
         Ok(book)
     }
 
