@@ -204,6 +204,17 @@ proptest! {
             prop_assert_eq!(&with.book.revenue, &without.book.revenue);
             prop_assert_eq!(with.book.totals.statuses, without.book.totals.statuses);
             prop_assert_eq!(with.head_hash, ledger.hash_at(with.position).expect("hash"));
+            // The summary reads only the orders the tail touches, yet agrees.
+            for (use_snapshots, replayed) in [(true, &with), (false, &without)] {
+                let summary = ordo::replay::summarize(ledger.store(), &filter, use_snapshots, &NoProgress)
+                    .expect("summary");
+                prop_assert_eq!(summary.totals.statuses.to_vec(), expected.statuses.clone());
+                prop_assert_eq!(summary.totals, replayed.book.totals);
+                prop_assert_eq!(summary.position, replayed.position);
+                prop_assert_eq!(summary.head_hash, replayed.head_hash);
+                prop_assert_eq!(summary.events_applied, replayed.events_applied);
+                prop_assert_eq!(&summary.snapshot, &replayed.snapshot);
+            }
         }
     }
 }

@@ -218,16 +218,17 @@ pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         });
         return output::object(out, cli.format, &value);
     }
-    let r = ledger.replay(&filter, &Bar::new())?;
     if matches!(cli.format, output::Format::Ndjson) {
+        let r = ledger.replay(&filter, &Bar::new())?;
         for state in r.book.orders.values() {
             writeln!(out, "{}", serde_json::to_string(state)?)?;
         }
         return Ok(());
     }
+    let r = ledger.replay_summary(&filter, &Bar::new())?;
     let statuses: serde_json::Map<String, Value> = Status::ALL
         .iter()
-        .zip(r.book.totals.statuses)
+        .zip(r.totals.statuses)
         .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
         .collect();
     let summary = json!({

@@ -12,7 +12,7 @@ use crate::domain::{Actor, Event, Hash, OrderId, OrderState, Position, Timestamp
 use crate::error::{Error, Result};
 use crate::projection::query::{self, OrderFilter, RevenueFilter};
 use crate::projection::{Book, PROJECTION_VERSION};
-use crate::replay::{self, Replay};
+use crate::replay::{self, Replay, Summary};
 use crate::store::{Access, Settings, SnapshotHeader, Store, chain, projections_digest};
 
 /// A snapshot as `snapshot list` shows it.
@@ -160,6 +160,12 @@ impl Ledger {
     /// The whole ledger at `filter`'s point, from the nearest usable snapshot.
     pub fn replay(&self, filter: &Filter, progress: &dyn Progress) -> Result<Replay> {
         replay::replay(&self.store, filter, true, progress)
+    }
+
+    /// `ordo replay`'s summary at `filter`'s point: reads the nearest usable snapshot's
+    /// totals (verified) and only the orders the tail touches.
+    pub fn replay_summary(&self, filter: &Filter, progress: &dyn Progress) -> Result<Summary> {
+        replay::summarize(&self.store, filter, true, progress)
     }
 
     /// Writes a point-in-time copy of the ledger into `dir` (which must not hold a ledger):

@@ -274,6 +274,17 @@ pub struct Totals {
     pub max_occurred_at: Option<Timestamp>,
 }
 
+impl Totals {
+    /// An order moves from status `from` (`None`: it is new) to `to`.
+    pub fn move_order(&mut self, from: Option<Status>, to: Status) {
+        if let Some(from) = from {
+            let count = &mut self.statuses[status_index(from)];
+            *count = count.saturating_sub(1);
+        }
+        self.statuses[status_index(to)] += 1;
+    }
+}
+
 /// Every projection in memory: what a replay builds, a snapshot stores, and a rebuild
 /// compares with the stored projections.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -312,11 +323,7 @@ impl Book {
             }
         };
         if let Some((from, to)) = effects.status {
-            if let Some(from) = from {
-                let count = &mut self.totals.statuses[status_index(from)];
-                *count = count.saturating_sub(1);
-            }
-            self.totals.statuses[status_index(to)] += 1;
+            self.totals.move_order(from, to);
         }
         if let Some((key, row)) = effects.customer {
             self.customers.entry(key).or_default().add(&row);

@@ -12,14 +12,20 @@
 //! 3. Events after the snapshot up to P are folded in position order, skipping those that
 //!    occurred after V.
 //!
+//!
+//! `summarize` is the same walk for a summary: it verifies the snapshot by its digest
+//! without decoding it and reads only the order states the tail touches.
+//!
 //! Only reads through the store API; the fold itself is `projection::Book::apply`.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::time::Instant;
 
-use crate::domain::{Hash, Position};
+use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply, apply_to};
 use crate::error::{Error, Result};
 use crate::ledger::{Filter, Progress};
-use crate::projection::{Book, PROJECTION_VERSION};
+use crate::projection::{Book, PROJECTION_VERSION, Totals};
 use crate::store::{SnapshotHeader, Store, chain};
 
 /// A replayed ledger.
@@ -83,21 +89,132 @@ pub fn replay(
 ) -> Result<Replay> {
     let started = Instant::now();
     let target = target_position(store, filter)?;
-    let snapshot = if use_snapshots {
-        store
-            .snapshot_headers()?
-            .into_iter()
-            .filter(|h| usable(h, target, filter))
-            .max_by_key(|h| h.position)
-    } else {
-        None
-    };
+    let snapshot = newest_usable(store, target, filter, use_snapshots)?;
     let mut book = match &snapshot {
         Some(header) => store.load_snapshot(header)?,
         None => Book::default(),
     };
-    let start = Position(book.position.0 + 1);
-    progress.begin("replaying", Some(target.0.saturating_sub(book.position.0)));
+    let events_applied = fold_tail(store, book.position, target, filter, progress, |event| {
+        book.apply(event);
+        Ok(())
+    })?;
+    book.position = target;
+    Ok(Replay {
+        book,
+        position: target,
+        head_hash: hash_at(store, target)?,
+        events_applied,
+        snapshot,
+        elapsed_ms: elapsed_ms(started),
+    })
+}
+
+/// What `ordo replay` prints by default: a replay's position, head hash and totals, without
+/// every order's state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The target position reached.
+    pub position: Position,
+    /// The hash of the event at `position`.
+    pub head_hash: Hash,
+    /// Orders per status and the latest occurred_at.
+    pub totals: Totals,
+    /// Events folded from the log (after the snapshot, if one was used).
+    pub events_applied: u64,
+    /// The snapshot started from.
+    pub snapshot: Option<SnapshotHeader>,
+    /// Milliseconds spent.
+    pub elapsed_ms: u64,
+}
+
+/// `replay` for a summary, reading only what it needs: the snapshot is verified against its
+/// digest (a scan of its bytes, no decoding) and only the orders the tail touches are read
+/// from it. So its cost is a scan of the snapshot plus the tail, not a load of every
+/// order. Its totals equal `replay`'s (tests/replay.rs).
+pub fn summarize(
+    store: &Store,
+    filter: &Filter,
+    use_snapshots: bool,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let target = target_position(store, filter)?;
+    let snapshot = newest_usable(store, target, filter, use_snapshots)?;
+    let (mut totals, base) = match &snapshot {
+        Some(header) => (store.verify_snapshot(header)?, header.position),
+        None => (Totals::default(), Position(0)),
+    };
+    // The orders the tail touched, as of the event being folded.
+    let mut touched: HashMap<OrderId, OrderState> = HashMap::new();
+    let events_applied = fold_tail(store, base, target, filter, progress, |event| {
+        let state = match touched.entry(event.order_id.clone()) {
+            Entry::Occupied(entry) => Some(entry.into_mut()),
+            Entry::Vacant(entry) => match &snapshot {
+                Some(header) => store
+                    .snapshot_order_state(header.position, &event.order_id)?
+                    .map(|state| entry.insert(state)),
+                None => None,
+            },
+        };
+        // The same status moves as `Book::apply`, on the states the tail touches.
+        match state {
+            Some(state) => {
+                let before = state.status;
+                apply_to(state, event);
+                if state.status != before {
+                    totals.move_order(Some(before), state.status);
+                }
+            }
+            None => {
+                let Some(placed) = apply(None, event) else {
+                    return Ok(());
+                };
+                totals.move_order(None, placed.status);
+                touched.insert(event.order_id.clone(), placed);
+            }
+        }
+        totals.max_occurred_at = totals.max_occurred_at.max(Some(event.occurred_at));
+        Ok(())
+    })?;
+    Ok(Summary {
+        position: target,
+        head_hash: hash_at(store, target)?,
+        totals,
+        events_applied,
+        snapshot,
+        elapsed_ms: elapsed_ms(started),
+    })
+}
+
+/// The newest snapshot usable for a replay to `target` under `filter`, if allowed.
+fn newest_usable(
+    store: &Store,
+    target: Position,
+    filter: &Filter,
+    use_snapshots: bool,
+) -> Result<Option<SnapshotHeader>> {
+    if !use_snapshots {
+        return Ok(None);
+    }
+    Ok(store
+        .snapshot_headers()?
+        .into_iter()
+        .filter(|h| usable(h, target, filter))
+        .max_by_key(|h| h.position))
+}
+
+/// Folds the events after `base` up to `target` that `filter`'s `--valid-at` admits, in
+/// position order; returns how many.
+fn fold_tail(
+    store: &Store,
+    base: Position,
+    target: Position,
+    filter: &Filter,
+    progress: &dyn Progress,
+    mut fold: impl FnMut(&Event) -> Result<()>,
+) -> Result<u64> {
+    let start = Position(base.0 + 1);
+    progress.begin("replaying", Some(target.0.saturating_sub(base.0)));
     let mut events_applied = 0;
     if target >= start {
         for event in store.events_from(start) {
@@ -107,30 +224,28 @@ pub fn replay(
             }
             progress.advance(1);
             if filter.valid_at.is_none_or(|v| event.occurred_at <= v) {
-                book.apply(&event);
+                fold(&event)?;
                 events_applied += 1;
             }
         }
     }
     progress.end();
-    let head_hash = if target.0 == 0 {
-        chain::GENESIS
-    } else {
-        store
-            .event(target)?
-            .map(|e| e.hash)
-            .ok_or_else(|| Error::Corruption {
-                position: target,
-                reason: "missing event below the head".to_owned(),
-            })?
-    };
-    book.position = target;
-    Ok(Replay {
-        book,
-        position: target,
-        head_hash,
-        events_applied,
-        snapshot,
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    Ok(events_applied)
+}
+
+fn hash_at(store: &Store, target: Position) -> Result<Hash> {
+    if target.0 == 0 {
+        return Ok(chain::GENESIS);
+    }
+    store
+        .event(target)?
+        .map(|e| e.hash)
+        .ok_or_else(|| Error::Corruption {
+            position: target,
+            reason: "missing event below the head".to_owned(),
+        })
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
