@@ -362,9 +362,7 @@ impl Writer {
 /// Snapshots the stored projections at the head (read through a RocksDB snapshot, so
 /// commits may go on meanwhile).
 pub(crate) fn snapshot(store: &Store) -> Result<SnapshotHeader> {
-    let book = store.live_book()?;
-    let now = clock_now();
-    store.write_snapshot(&book, now)
+    store.write_snapshot(clock_now())
 }
 
 fn stage_request(

@@ -51,6 +51,9 @@ pub struct SnapshotHeader {
     pub created_at: Timestamp,
 }
 
+/// Rows per write while copying a snapshot (bounds its memory).
+pub const SNAPSHOT_CHUNK_ROWS: usize = 20_000;
+
 /// A digest of every projection in `book`: equal books have equal digests.
 pub fn digest(book: &Book) -> Hash {
     let mut hasher = Sha256::new();
@@ -297,7 +300,7 @@ impl Store {
         for cf in [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE] {
             batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
         }
-        self.put_book_rows(&mut batch, book, None);
+        self.put_book_rows(&mut batch, book);
         for state in book.orders.values() {
             batch.put_cf(
                 self.cf(CF_STATUS_ORDERS),
@@ -313,69 +316,94 @@ impl Store {
         self.write(batch, Durability::Sync)
     }
 
-    /// Puts `book`'s order, customer and revenue rows into the live column families, or, with
-    /// `snapshot`, into the snapshot at that position.
-    fn put_book_rows(&self, batch: &mut WriteBatch, book: &Book, snapshot: Option<Position>) {
-        let put = |batch: &mut WriteBatch, live_cf: &str, kind: u8, key: &[u8], value: Vec<u8>| {
-            match snapshot {
-                None => batch.put_cf(self.cf(live_cf), key, value),
-                Some(p) => batch.put_cf(
-                    self.cf(CF_SNAPSHOTS),
-                    keys::snapshot_key(p, kind, key),
-                    value,
-                ),
-            }
-        };
+    /// Puts `book`'s order, customer and revenue rows into the live column families.
+    fn put_book_rows(&self, batch: &mut WriteBatch, book: &Book) {
         for state in book.orders.values() {
-            put(
-                batch,
-                CF_ORDER_STATE,
-                keys::SNAPSHOT_ORDER,
+            batch.put_cf(
+                self.cf(CF_ORDER_STATE),
                 keys::order_state_key(&state.order_id),
                 codec::encode_state(state),
             );
         }
         for (key, row) in &book.customers {
-            put(
-                batch,
-                CF_CUSTOMERS,
-                keys::SNAPSHOT_CUSTOMER,
-                &keys::customer_key(key),
+            batch.put_cf(
+                self.cf(CF_CUSTOMERS),
+                keys::customer_key(key),
                 codec::encode_record(row),
             );
         }
         for (key, row) in &book.revenue {
-            put(
-                batch,
-                CF_REVENUE,
-                keys::SNAPSHOT_REVENUE,
-                &keys::revenue_key(key),
+            batch.put_cf(
+                self.cf(CF_REVENUE),
+                keys::revenue_key(key),
                 codec::encode_record(row),
             );
         }
     }
 
-    /// Stores `book` as the snapshot at its position, durably, and returns its header.
-    pub fn write_snapshot(&self, book: &Book, created_at: Timestamp) -> Result<SnapshotHeader> {
-        let header = SnapshotHeader {
-            position: book.position,
-            max_occurred_at: book.totals.max_occurred_at,
-            digest: digest(book),
-            projection_version: crate::projection::PROJECTION_VERSION,
-            orders: book.orders.len() as u64,
-            created_at,
-        };
+    /// Snapshots the stored projections at the head, durably, and returns the header.
+    ///
+    /// Rows are copied as stored bytes from one RocksDB snapshot of the live column
+    /// families (consistent: it sits between two commits), in chunks of
+    /// `SNAPSHOT_CHUNK_ROWS`, hashing them in `digest`'s order on the way: memory stays
+    /// constant whatever the number of orders, and commits go on meanwhile. The header is
+    /// written last, with fsync; until then the snapshot does not exist for readers.
+    pub fn write_snapshot(&self, created_at: Timestamp) -> Result<SnapshotHeader> {
+        let snapshot = self.db.snapshot();
+        let at = Some(&snapshot);
+        let head: super::Head = self
+            .meta_record_at(keys::META_HEAD, at)?
+            .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
+        let totals: Totals = self
+            .meta_record_at(keys::META_TOTALS, at)?
+            .unwrap_or_default();
+        let position = head.position;
+        let mut hasher = Sha256::new();
         let mut batch = WriteBatch::default();
-        self.delete_snapshot_rows(&mut batch, book.position);
-        self.put_book_rows(&mut batch, book, Some(book.position));
+        self.delete_snapshot_rows(&mut batch, position);
+        let mut orders = 0u64;
+        for (live_cf, kind) in [
+            (CF_ORDER_STATE, keys::SNAPSHOT_ORDER),
+            (CF_CUSTOMERS, keys::SNAPSHOT_CUSTOMER),
+            (CF_REVENUE, keys::SNAPSHOT_REVENUE),
+        ] {
+            for item in self.scan_at(live_cf, &[], at) {
+                let (key, value) = item?;
+                if kind == keys::SNAPSHOT_ORDER {
+                    // `digest` hashes an order's encoded state alone (its key is inside).
+                    orders += 1;
+                } else {
+                    hasher.update(&key);
+                }
+                hasher.update(&value);
+                batch.put_cf(
+                    self.cf(CF_SNAPSHOTS),
+                    keys::snapshot_key(position, kind, &key),
+                    &value,
+                );
+                if batch.len() >= SNAPSHOT_CHUNK_ROWS {
+                    self.write(std::mem::take(&mut batch), Durability::Sync)?;
+                }
+            }
+        }
+        let totals_bytes = codec::encode_record(&totals);
+        hasher.update(&totals_bytes);
         batch.put_cf(
             self.cf(CF_SNAPSHOTS),
-            keys::snapshot_key(book.position, 0, &[]),
-            codec::encode_record(&book.totals),
+            keys::snapshot_key(position, 0, &[]),
+            totals_bytes,
         );
+        let header = SnapshotHeader {
+            position,
+            max_occurred_at: totals.max_occurred_at,
+            digest: Hash(hasher.finalize().into()),
+            projection_version: crate::projection::PROJECTION_VERSION,
+            orders,
+            created_at,
+        };
         batch.put_cf(
             self.cf(CF_META),
-            keys::snapshot_header_key(book.position),
+            keys::snapshot_header_key(position),
             codec::encode_record(&header),
         );
         self.write(batch, Durability::Sync)?;
