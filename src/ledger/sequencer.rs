@@ -107,6 +107,7 @@ impl Sequencer {
                     durability,
                     counters: writer_counters,
                     snapshotter: None,
+                    snapshot_pending: false,
                 }
                 .run(&requests)
             })
@@ -201,6 +202,8 @@ struct Writer {
     counters: Arc<Counters>,
     /// The automatic snapshot being taken in the background, if any.
     snapshotter: Option<JoinHandle<()>>,
+    /// A snapshot fell due while another was running: it starts when that one ends.
+    snapshot_pending: bool,
 }
 
 impl Writer {
@@ -212,10 +215,7 @@ impl Writer {
                 None => match requests.recv() {
                     Ok(work) => work,
                     Err(_) => {
-                        // Closing: let a background snapshot finish before the store closes.
-                        if let Some(snapshotter) = self.snapshotter.take() {
-                            let _ = snapshotter.join();
-                        }
+                        self.close_snapshots();
                         return;
                     }
                 },
@@ -250,11 +250,24 @@ impl Writer {
         }
     }
 
+    /// Closing: lets a background snapshot finish before the store closes, and takes a
+    /// pending one (so that an import's last snapshot is not lost).
+    fn close_snapshots(&mut self) {
+        if let Some(snapshotter) = self.snapshotter.take() {
+            let _ = snapshotter.join();
+        }
+        if self.snapshot_pending
+            && let Err(e) = snapshot(&self.store)
+        {
+            tracing::warn!("snapshot at close failed: {e}");
+        }
+    }
+
     /// Starts the automatic snapshot when the last commit crossed a multiple of
     /// `snapshot_every_events`, on a background thread: it reads the projections through a
     /// RocksDB snapshot (consistent between two commits), so appends do not wait for it. A
     /// failure is logged, not fatal: snapshots only save time. If the previous one is still
-    /// running, this one is skipped.
+    /// running, this one waits (pending) and starts after a later commit once it ended.
     fn snapshot_if_due(&mut self, before: Position) {
         let every = match self.store.settings() {
             Ok(settings) => settings.snapshot_every_events,
@@ -263,20 +276,20 @@ impl Writer {
                 return;
             }
         };
-        if every == 0 || before.0 / every == self.head.position.0 / every {
+        if every > 0 && before.0 / every != self.head.position.0 / every {
+            self.snapshot_pending = true;
+        }
+        if !self.snapshot_pending {
             return;
         }
         if let Some(running) = self.snapshotter.take() {
             if !running.is_finished() {
-                tracing::warn!(
-                    "automatic snapshot skipped at position {}: the previous one is still running",
-                    self.head.position
-                );
                 self.snapshotter = Some(running);
                 return;
             }
             let _ = running.join();
         }
+        self.snapshot_pending = false;
         let store = self.store.clone();
         let spawned = std::thread::Builder::new()
             .name("ordo-snapshot".to_owned())
