@@ -140,8 +140,35 @@ pub fn summarize(
     let started = Instant::now();
     let target = target_position(store, filter)?;
     let snapshot = newest_usable(store, target, filter, use_snapshots)?;
-    let (mut totals, base) = match &snapshot {
-        Some(header) => (store.verify_snapshot(header)?, header.position),
+    let Some(header) = &snapshot else {
+        return summarize_from(store, target, None, filter, progress, started);
+    };
+    // The snapshot's digest is checked on a second thread while this one folds the tail
+    // (both only read); nothing is returned unless it holds.
+    std::thread::scope(|scope| {
+        let verified = scope.spawn(|| store.verify_snapshot(header));
+        let summary = summarize_from(store, target, Some(header), filter, progress, started);
+        verified
+            .join()
+            .map_err(|_| Error::Storage("the snapshot check panicked".to_owned()))??;
+        let mut summary = summary?;
+        summary.elapsed_ms = elapsed_ms(started);
+        Ok(summary)
+    })
+}
+
+/// The fold of `summarize` from `header`'s snapshot (its totals and the order states the
+/// tail touches, read on demand) or from nothing.
+fn summarize_from(
+    store: &Store,
+    target: Position,
+    header: Option<&SnapshotHeader>,
+    filter: &Filter,
+    progress: &dyn Progress,
+    started: Instant,
+) -> Result<Summary> {
+    let (mut totals, base) = match header {
+        Some(header) => (store.snapshot_totals(header.position)?, header.position),
         None => (Totals::default(), Position(0)),
     };
     // The orders the tail touched, as of the event being folded.
@@ -149,7 +176,7 @@ pub fn summarize(
     let events_applied = fold_tail(store, base, target, filter, progress, |event| {
         let state = match touched.entry(event.order_id.clone()) {
             Entry::Occupied(entry) => Some(entry.into_mut()),
-            Entry::Vacant(entry) => match &snapshot {
+            Entry::Vacant(entry) => match header {
                 Some(header) => store
                     .snapshot_order_state(header.position, &event.order_id)?
                     .map(|state| entry.insert(state)),
@@ -181,7 +208,7 @@ pub fn summarize(
         head_hash: hash_at(store, target)?,
         totals,
         events_applied,
-        snapshot,
+        snapshot: header.cloned(),
         elapsed_ms: elapsed_ms(started),
     })
 }

@@ -435,6 +435,17 @@ impl Store {
         Ok(self.read_snapshot(header, false)?.totals)
     }
 
+    /// The totals row of the snapshot at `position` (checked by `verify_snapshot`).
+    pub fn snapshot_totals(&self, position: Position) -> Result<Totals> {
+        let what = format!("snapshot at position {position}");
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_SNAPSHOTS), keys::snapshot_key(position, 0, &[]))
+            .map_err(storage)?
+            .ok_or_else(|| corrupt(&what, "no totals row"))?;
+        decode(&what, &raw)
+    }
+
     /// One order's state in the snapshot at `position` (not checked against the digest on
     /// its own: callers verify the snapshot first).
     pub fn snapshot_order_state(
