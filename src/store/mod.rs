@@ -194,7 +194,14 @@ fn options(cache: &rocksdb::Cache) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
     table.set_block_cache(cache);
+    // Index and filter blocks live in the (bounded) block cache, partitioned into small
+    // blocks: a whole-file filter grows with the file (megabytes at 10M events) and, larger
+    // than a cache shard, was re-read from disk on every lookup.
     table.set_cache_index_and_filter_blocks(true);
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     opts.set_block_based_table_factory(&table);
     opts
