@@ -238,14 +238,7 @@ impl Store {
         &self,
         at: Option<&Snapshot<'_>>,
     ) -> Result<Vec<(CustomerKey, CustomerRow)>> {
-        self.scan_at(CF_CUSTOMERS, &[], at)
-            .map(|item| {
-                let (key, value) = item?;
-                let key = keys::decode_customer_key(&key)
-                    .ok_or_else(|| corrupt("customers", "malformed key"))?;
-                Ok((key, decode("customers", &value)?))
-            })
-            .collect()
+        self.keyed_rows_at(CF_CUSTOMERS, keys::decode_customer_key, at)
     }
 
     /// Every revenue row, in day then currency order.
@@ -254,12 +247,21 @@ impl Store {
     }
 
     fn revenue_rows_at(&self, at: Option<&Snapshot<'_>>) -> Result<Vec<(RevenueKey, RevenueRow)>> {
-        self.scan_at(CF_REVENUE, &[], at)
+        self.keyed_rows_at(CF_REVENUE, keys::decode_revenue_key, at)
+    }
+
+    /// Every row of an aggregate column family, keys decoded by `decode_key`.
+    fn keyed_rows_at<K, V: DeserializeOwned>(
+        &self,
+        cf: &str,
+        decode_key: fn(&[u8]) -> Option<K>,
+        at: Option<&Snapshot<'_>>,
+    ) -> Result<Vec<(K, V)>> {
+        self.scan_at(cf, &[], at)
             .map(|item| {
                 let (key, value) = item?;
-                let key = keys::decode_revenue_key(&key)
-                    .ok_or_else(|| corrupt("revenue", "malformed key"))?;
-                Ok((key, decode("revenue", &value)?))
+                let key = decode_key(&key).ok_or_else(|| corrupt(cf, "malformed key"))?;
+                Ok((key, decode(cf, &value)?))
             })
             .collect()
     }
