@@ -108,6 +108,7 @@ impl Sequencer {
                     counters: writer_counters,
                     snapshotter: None,
                     snapshot_pending: false,
+                    snapshot_every_events: 0,
                 }
                 .run(&requests)
             })
@@ -204,10 +205,14 @@ struct Writer {
     snapshotter: Option<JoinHandle<()>>,
     /// A snapshot fell due while another was running: it starts when that one ends.
     snapshot_pending: bool,
+    /// The ledger's `snapshot_every_events`, read at start and after exclusive work (the
+    /// only way settings change), not from RocksDB after every commit.
+    snapshot_every_events: u64,
 }
 
 impl Writer {
     fn run(mut self, requests: &Receiver<Work>) {
+        self.read_settings();
         let mut carried: Option<Work> = None;
         loop {
             let first = match carried.take() {
@@ -224,6 +229,7 @@ impl Writer {
                 Work::Append(request) => request,
                 Work::Exclusive(job) => {
                     job(&self.store);
+                    self.read_settings();
                     continue;
                 }
             };
@@ -250,6 +256,18 @@ impl Writer {
         }
     }
 
+    /// Refreshes the cached settings. A failure is logged and turns automatic snapshots
+    /// off until the next successful read: snapshots only save time.
+    fn read_settings(&mut self) {
+        self.snapshot_every_events = match self.store.settings() {
+            Ok(settings) => settings.snapshot_every_events,
+            Err(e) => {
+                tracing::warn!("cannot read the ledger settings: {e}");
+                0
+            }
+        };
+    }
+
     /// Closing: lets a background snapshot finish before the store closes, and takes a
     /// pending one (so that an import's last snapshot is not lost).
     fn close_snapshots(&mut self) {
@@ -269,13 +287,7 @@ impl Writer {
     /// failure is logged, not fatal: snapshots only save time. If the previous one is still
     /// running, this one waits (pending) and starts after a later commit once it ended.
     fn snapshot_if_due(&mut self, before: Position) {
-        let every = match self.store.settings() {
-            Ok(settings) => settings.snapshot_every_events,
-            Err(e) => {
-                tracing::warn!("cannot read the ledger settings: {e}");
-                return;
-            }
-        };
+        let every = self.snapshot_every_events;
         if every > 0 && before.0 / every != self.head.position.0 / every {
             self.snapshot_pending = true;
         }
