@@ -24,12 +24,7 @@ fn append_returns_the_append_result_and_state_shows_the_order() {
     assert_eq!(s["status"], "placed");
     assert_eq!(s["total"], 1000);
     assert_eq!(s["lines"][0]["sku"], "A");
-    let keys: Vec<&str> = s
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(&s);
     assert_eq!(
         keys,
         [
@@ -77,12 +72,7 @@ fn append_with_every_flag_stores_them_in_the_envelope() {
     ]);
     let h = l.json(&["history", "ORD-1"]);
     let e = &h[0];
-    let keys: Vec<&str> = e
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys = object_keys(e);
     assert_eq!(
         keys,
         [
@@ -534,4 +524,14 @@ fn reading_a_ledger_that_does_not_exist_fails_without_creating_it() {
             .stderr(predicate::str::contains("no ledger at"));
     }
     assert!(!l.dir().exists());
+}
+
+/// The keys of a JSON object, in output order.
+fn object_keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
