@@ -29,13 +29,12 @@ pub enum Error {
     NotFound(String),
 
     /// Another process has the ledger open for writing. Wait for it, or use its server. Exit 1.
-    #[error(
-        "ledger {} is in use by another process; stop it or wait for it to finish",
-        path.display()
-    )]
+    #[error("{}", in_use(path, server.as_deref()))]
     LedgerInUse {
         /// The ledger directory.
         path: PathBuf,
+        /// The URL of the `ordo serve` holding it, when that is what holds it.
+        server: Option<String>,
     },
 
     /// RocksDB or the file system failed. Nothing acknowledged is lost; the operation may be
@@ -64,6 +63,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An `ordo serve` answered with an error (`kind` is one of this enum's kinds, or
+    /// `unauthorized`, `unavailable`), or could not be reached. Exit code by kind.
+    #[error("{message}")]
+    Remote {
+        /// The error kind the server named.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+
     /// An error tied to one line of NDJSON input (1-based).
     #[error("line {line}: {error}")]
     AtLine {
@@ -76,7 +85,7 @@ pub enum Error {
 
 impl Error {
     /// A short stable name for the kind of error, used in `{"error":{"kind":..}}`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         match self {
             Error::InvalidInput(_) => "invalid_input",
             Error::Rejected(_) => "rejected",
@@ -86,23 +95,14 @@ impl Error {
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
             Error::Corruption { .. } => "corruption",
+            Error::Remote { kind, .. } => kind,
             Error::AtLine { error, .. } => error.kind(),
         }
     }
 
     /// The process exit code of product.md section 7.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::InvalidInput(_) => 2,
-            Error::Rejected(_) => 3,
-            Error::Conflict(_) => 4,
-            Error::Corruption { .. } => 5,
-            Error::NotFound(_)
-            | Error::LedgerInUse { .. }
-            | Error::Storage(_)
-            | Error::Io { .. } => 1,
-            Error::AtLine { error, .. } => error.exit_code(),
-        }
+        exit_code_of(self.kind())
     }
 
     /// Ties this error to a line of input.
@@ -119,6 +119,31 @@ impl Error {
             path: path.into(),
             error,
         }
+    }
+}
+
+/// The exit code of an error kind (product.md section 7); kinds a server adds
+/// (`unauthorized`, `unavailable`) and unknown ones are operational errors.
+pub fn exit_code_of(kind: &str) -> u8 {
+    match kind {
+        "invalid_input" => 2,
+        "rejected" => 3,
+        "conflict" => 4,
+        "corruption" => 5,
+        _ => 1,
+    }
+}
+
+fn in_use(path: &std::path::Path, server: Option<&str>) -> String {
+    match server {
+        Some(url) => format!(
+            "ledger {} is held by `ordo serve` at {url}; write through it with --server {url} (or ORDO_SERVER={url})",
+            path.display()
+        ),
+        None => format!(
+            "ledger {} is in use by another process; stop it or wait for it to finish",
+            path.display()
+        ),
     }
 }
 

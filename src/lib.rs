@@ -9,6 +9,7 @@
 //! - [`ledger`]: the public API: open, append (through the sequencer), read, verify.
 //! - [`projection`]: the aggregate projections and queries, as pure folds.
 //! - [`replay`]: the whole ledger at a point in time, from the nearest snapshot.
+//! - [`server`]: `ordo serve`, the HTTP API, live subscriptions and metrics (axum).
 //! - [`generate`]: deterministic realistic workloads.
 //! - `cli` (binary only): parses arguments and prints.
 
@@ -18,6 +19,7 @@ pub mod generate;
 pub mod ledger;
 pub mod projection;
 pub mod replay;
+pub mod server;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@
 
 mod output;
 mod read;
+mod remote;
+mod serve;
 mod views;
 mod write;
 
@@ -11,8 +13,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use ordo::domain::{Position, Timestamp};
 use ordo::ledger::Filter;
+use ordo::ledger::params::{self, Naming};
 
 pub use output::Format;
 
@@ -29,6 +31,16 @@ pub struct Cli {
         default_value = "./ordo-data"
     )]
     pub data_dir: PathBuf,
+
+    /// Talk to this `ordo serve` instead of opening the directory (write commands need it
+    /// while a server holds the ledger).
+    #[arg(long, global = true, env = "ORDO_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
+    /// A file holding the bearer token: `serve` requires it on every request, the client
+    /// (`--server`) sends it.
+    #[arg(long, global = true, env = "ORDO_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 
     /// Output format of reading commands.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
@@ -71,6 +83,8 @@ enum Command {
     Config(views::ConfigArgs),
     /// Rebuild every projection from the log, compare by digest, swap atomically.
     Rebuild(views::RebuildArgs),
+    /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
+    Serve(serve::ServeArgs),
 }
 
 /// The time filters of product.md section 5.
@@ -87,26 +101,29 @@ pub struct TimeArgs {
     at_position: Option<u64>,
 }
 
-/// Parses a time argument, naming the flag on error.
-pub fn parse_time(flag: &str, text: &str) -> Result<Timestamp, ordo::Error> {
-    Timestamp::parse(text).map_err(|e| ordo::Error::InvalidInput(format!("{flag}: {e}")))
-}
-
 impl TimeArgs {
     pub fn filter(&self) -> Result<Filter, ordo::Error> {
-        Ok(Filter {
-            as_of: self
-                .as_of
-                .as_deref()
-                .map(|t| parse_time("--as-of", t))
-                .transpose()?,
-            valid_at: self
-                .valid_at
-                .as_deref()
-                .map(|t| parse_time("--valid-at", t))
-                .transpose()?,
-            at_position: self.at_position.map(Position),
-        })
+        params::filter(
+            Naming::Flags,
+            self.as_of.as_deref(),
+            self.valid_at.as_deref(),
+            self.at_position,
+        )
+    }
+
+    /// The filters as query parameters for a server (after `filter` checked them).
+    pub fn query(&self) -> remote::Query {
+        let mut query = Vec::new();
+        if let Some(t) = &self.as_of {
+            query.push(("as_of", t.clone()));
+        }
+        if let Some(t) = &self.valid_at {
+            query.push(("valid_at", t.clone()));
+        }
+        if let Some(p) = self.at_position {
+            query.push(("at_position", p.to_string()));
+        }
+        query
     }
 }
 
@@ -128,5 +145,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Snapshot(cmd) => views::snapshot(cli, cmd, out),
         Command::Config(args) => views::config(cli, args, out),
         Command::Rebuild(args) => views::rebuild(cli, args, out),
+        Command::Serve(args) => serve::serve(cli, args),
     }
 }

@@ -8,11 +8,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use ordo::domain::OrderId;
+use ordo::domain::Position;
+use ordo::ledger::params;
 use ordo::ledger::{Ledger, Progress};
 use ordo::store::Access;
 
-use super::{Cli, TimeArgs, output};
+use super::{Cli, TimeArgs, output, remote};
 
 #[derive(Args, Debug)]
 pub struct OrderArgs {
@@ -20,10 +21,6 @@ pub struct OrderArgs {
     order: String,
     #[command(flatten)]
     time: TimeArgs,
-}
-
-fn order_id(text: &str) -> Result<OrderId, ordo::Error> {
-    OrderId::new(text).map_err(|e| ordo::Error::InvalidInput(format!("order id {text:?} {e}")))
 }
 
 fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
@@ -42,16 +39,30 @@ const HISTORY_COLUMNS: &[&str] = &[
 ];
 
 pub fn history(cli: &Cli, args: &OrderArgs, out: &mut dyn Write) -> Result<()> {
-    let (id, filter) = (order_id(&args.order)?, args.time.filter()?);
-    let events = open(cli)?.history(&id, &filter)?;
-    let rows: Vec<Value> = events.iter().map(|e| e.envelope_json()).collect();
+    let (id, filter) = (params::order_id(&args.order)?, args.time.filter()?);
+    let rows: Vec<Value> = match remote::connect(cli)? {
+        Some(server) => server.rows(
+            &format!("/v1/orders/{}/events", remote::segment(id.as_str())),
+            &args.time.query(),
+        )?,
+        None => {
+            let events = open(cli)?.history(&id, &filter)?;
+            events.iter().map(|e| e.envelope_json()).collect()
+        }
+    };
     output::rows(out, cli.format, HISTORY_COLUMNS, &rows)
 }
 
 pub fn state(cli: &Cli, args: &OrderArgs, out: &mut dyn Write) -> Result<()> {
-    let (id, filter) = (order_id(&args.order)?, args.time.filter()?);
-    let state = open(cli)?.state(&id, &filter)?;
-    output::object(out, cli.format, &serde_json::to_value(state)?)
+    let (id, filter) = (params::order_id(&args.order)?, args.time.filter()?);
+    let state = match remote::connect(cli)? {
+        Some(server) => server.get(
+            &format!("/v1/orders/{}", remote::segment(id.as_str())),
+            &args.time.query(),
+        )?,
+        None => serde_json::to_value(open(cli)?.state(&id, &filter)?)?,
+    };
+    output::object(out, cli.format, &state)
 }
 
 /// A progress bar on stderr when it is a terminal; nothing otherwise.
@@ -91,15 +102,28 @@ impl Progress for Bar {
 }
 
 pub fn verify(cli: &Cli, out: &mut dyn Write) -> Result<()> {
-    let report = open(cli)?.verify(&Bar::new())?;
-    output::object(out, cli.format, &serde_json::to_value(&report)?)?;
-    match (report.first_bad_position, report.reason) {
-        (Some(position), Some(reason)) => Err(ordo::Error::Corruption { position, reason }.into()),
+    let report = match remote::connect(cli)? {
+        Some(server) => server.get("/v1/verify", &Vec::new())?,
+        None => serde_json::to_value(open(cli)?.verify(&Bar::new())?)?,
+    };
+    output::object(out, cli.format, &report)?;
+    match (
+        report["first_bad_position"].as_u64(),
+        report["reason"].as_str(),
+    ) {
+        (Some(position), Some(reason)) => Err(ordo::Error::Corruption {
+            position: Position(position),
+            reason: reason.to_owned(),
+        }
+        .into()),
         _ => Ok(()),
     }
 }
 
 pub fn stats(cli: &Cli, out: &mut dyn Write) -> Result<()> {
-    let stats = open(cli)?.stats()?;
-    output::object(out, cli.format, &serde_json::to_value(stats)?)
+    let stats = match remote::connect(cli)? {
+        Some(server) => server.get("/v1/stats", &Vec::new())?,
+        None => serde_json::to_value(open(cli)?.stats()?)?,
+    };
+    output::object(out, cli.format, &stats)
 }

@@ -7,14 +7,12 @@ use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use ordo::domain::{Actor, Currency, CustomerId, OrderId, Status};
 use ordo::ledger::Ledger;
-use ordo::projection::Day;
-use ordo::projection::query::{OrderFilter, Period, RevenueFilter};
+use ordo::ledger::params::{self, Naming};
 use ordo::store::Access;
 
 use super::read::Bar;
-use super::{Cli, TimeArgs, output, parse_time};
+use super::{Cli, TimeArgs, output, remote};
 
 fn invalid(message: String) -> ordo::Error {
     ordo::Error::InvalidInput(message)
@@ -30,11 +28,6 @@ fn open_writer(cli: &Cli) -> Result<Ledger, ordo::Error> {
         return open(cli);
     }
     Ledger::open(&cli.data_dir, Access::ReadWrite)
-}
-
-fn customer(text: Option<&str>) -> Result<Option<CustomerId>, ordo::Error> {
-    text.map(|c| CustomerId::new(c).map_err(|e| invalid(format!("--customer {c:?} {e}"))))
-        .transpose()
 }
 
 fn rows<T: serde::Serialize>(items: &[T]) -> Result<Vec<Value>> {
@@ -110,39 +103,72 @@ const ORDER_COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
+const CUSTOMER_COLUMNS: &[&str] = &[
+    "customer_id",
+    "currency",
+    "orders",
+    "total",
+    "paid",
+    "refunded",
+];
+
+const REVENUE_COLUMNS: &[&str] = &[
+    "period",
+    "currency",
+    "orders_placed",
+    "placed_total",
+    "captured",
+    "refunded",
+    "net",
+    "orders_cancelled",
+];
+
+/// A server query: the time filters plus the parameters given.
+fn with(time: &TimeArgs, extra: &[(&'static str, Option<String>)]) -> remote::Query {
+    let mut query = time.query();
+    query.extend(
+        extra
+            .iter()
+            .filter_map(|(name, value)| value.clone().map(|v| (*name, v))),
+    );
+    query
+}
+
 pub fn query(cli: &Cli, q: &Query, out: &mut dyn Write) -> Result<()> {
-    let fmt = cli.format;
-    match q {
+    let server = remote::connect(cli)?;
+    let (columns, found): (&[&str], Vec<Value>) = match q {
         Query::Orders {
             status,
             customer: c,
             limit,
             time,
         } => {
-            let of = OrderFilter {
-                status: status
-                    .as_deref()
-                    .map(|s| Status::parse(s).map_err(|e| invalid(format!("--status: {e}"))))
-                    .transpose()?,
-                customer: customer(c.as_deref())?,
-                limit: *limit,
-            };
+            let of = params::order_filter(Naming::Flags, status.as_deref(), c.as_deref(), *limit)?;
             let filter = time.filter()?;
-            let states = open(cli)?.query_orders(&of, &filter)?;
-            output::rows(out, fmt, ORDER_COLUMNS, &rows(&states)?)
+            let found = match &server {
+                Some(server) => {
+                    let extra = [
+                        ("status", status.clone()),
+                        ("customer", c.clone()),
+                        ("limit", limit.map(|n| n.to_string())),
+                    ];
+                    server.rows("/v1/query/orders", &with(time, &extra))?
+                }
+                None => rows(&open(cli)?.query_orders(&of, &filter)?)?,
+            };
+            (ORDER_COLUMNS, found)
         }
         Query::Customers { customer: c, time } => {
+            let customer = params::customer(Naming::Flags, c.as_deref())?;
             let filter = time.filter()?;
-            let found = open(cli)?.query_customers(customer(c.as_deref())?.as_ref(), &filter)?;
-            let columns = [
-                "customer_id",
-                "currency",
-                "orders",
-                "total",
-                "paid",
-                "refunded",
-            ];
-            output::rows(out, fmt, &columns, &rows(&found)?)
+            let found = match &server {
+                Some(server) => server.rows(
+                    "/v1/query/customers",
+                    &with(time, &[("customer", c.clone())]),
+                )?,
+                None => rows(&open(cli)?.query_customers(customer.as_ref(), &filter)?)?,
+            };
+            (CUSTOMER_COLUMNS, found)
         }
         Query::Revenue {
             by,
@@ -151,43 +177,42 @@ pub fn query(cli: &Cli, q: &Query, out: &mut dyn Write) -> Result<()> {
             currency,
             time,
         } => {
-            let day = |flag: &str, t: &Option<String>| {
-                t.as_deref()
-                    .map(|t| parse_time(flag, t).map(Day::of))
-                    .transpose()
+            let by = match by {
+                By::Day => "day",
+                By::Month => "month",
             };
-            let of = RevenueFilter {
-                by: match by {
-                    By::Day => Period::Day,
-                    By::Month => Period::Month,
-                },
-                from: day("--from", from)?,
-                to: day("--to", to)?,
-                currency: currency
-                    .as_deref()
-                    .map(|c| Currency::new(c).map_err(|e| invalid(format!("--currency {c:?} {e}"))))
-                    .transpose()?,
-            };
+            let of = params::revenue_filter(
+                Naming::Flags,
+                Some(by),
+                from.as_deref(),
+                to.as_deref(),
+                currency.as_deref(),
+            )?;
             let filter = time.filter()?;
-            let found = open(cli)?.query_revenue(&of, &filter)?;
-            let columns = [
-                "period",
-                "currency",
-                "orders_placed",
-                "placed_total",
-                "captured",
-                "refunded",
-                "net",
-                "orders_cancelled",
-            ];
-            output::rows(out, fmt, &columns, &rows(&found)?)
+            let found = match &server {
+                Some(server) => {
+                    let extra = [
+                        ("by", Some(by.to_owned())),
+                        ("from", from.clone()),
+                        ("to", to.clone()),
+                        ("currency", currency.clone()),
+                    ];
+                    server.rows("/v1/query/revenue", &with(time, &extra))?
+                }
+                None => rows(&open(cli)?.query_revenue(&of, &filter)?)?,
+            };
+            (REVENUE_COLUMNS, found)
         }
         Query::Statuses { time } => {
             let filter = time.filter()?;
-            let found = open(cli)?.query_statuses(&filter)?;
-            output::rows(out, fmt, &["status", "count"], &rows(&found)?)
+            let found = match &server {
+                Some(server) => server.rows("/v1/query/statuses", &time.query())?,
+                None => rows(&open(cli)?.query_statuses(&filter)?)?,
+            };
+            (&["status", "count"], found)
         }
-    }
+    };
+    output::rows(out, cli.format, columns, &found)
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +232,13 @@ pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         )
         .into());
     }
+    if let Some(server) = remote::connect(cli)? {
+        if args.into.is_some() || matches!(cli.format, output::Format::Ndjson) {
+            return Err(remote::local_only("replay --into or --format ndjson").into());
+        }
+        let summary = server.get("/v1/replay", &args.time.query())?;
+        return output::object(out, cli.format, &summary);
+    }
     let ledger = open(cli)?;
     if let Some(dir) = &args.into {
         let head = ledger.replay_into(&filter, dir, &Bar::new())?;
@@ -225,20 +257,7 @@ pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         }
         return Ok(());
     }
-    let r = ledger.replay_summary(&filter, &Bar::new())?;
-    let statuses: serde_json::Map<String, Value> = Status::ALL
-        .iter()
-        .zip(r.totals.statuses)
-        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
-        .collect();
-    let summary = json!({
-        "position": r.position,
-        "head_hash": r.head_hash.to_hex(),
-        "statuses": statuses,
-        "events_applied": r.events_applied,
-        "snapshot_position": r.snapshot.map(|h| h.position),
-        "elapsed_ms": r.elapsed_ms,
-    });
+    let summary = ledger.replay_summary(&filter, &Bar::new())?.to_json();
     output::object(out, cli.format, &summary)
 }
 
@@ -274,18 +293,31 @@ const AUDIT_COLUMNS: &[&str] = &[
 pub fn audit(cli: &Cli, args: &AuditArgs, out: &mut dyn Write) -> Result<()> {
     let entries = match (&args.order, &args.actor) {
         (Some(order), _) => {
-            let id = OrderId::new(order.as_str())
-                .map_err(|e| invalid(format!("order id {order:?} {e}")))?;
+            let id = params::order_id(order)?;
             let filter = args.time.filter()?;
-            open(cli)?.audit(&id, &filter)?
+            match remote::connect(cli)? {
+                Some(server) => server.rows(
+                    &format!("/v1/orders/{}/audit", remote::segment(id.as_str())),
+                    &args.time.query(),
+                )?,
+                None => open(cli)?.audit(&id, &filter)?,
+            }
         }
         (None, Some(actor)) => {
-            let actor = Actor::new(actor.as_str())
-                .map_err(|e| invalid(format!("--actor {actor:?} {e}")))?;
-            let time =
-                |flag, t: &Option<String>| t.as_deref().map(|t| parse_time(flag, t)).transpose();
-            let (from, to) = (time("--from", &args.from)?, time("--to", &args.to)?);
-            open(cli)?.audit_actor(&actor, from, to)?
+            let actor = params::actor(Naming::Flags, actor)?;
+            let from = params::time_opt(Naming::Flags, "from", args.from.as_deref())?;
+            let to = params::time_opt(Naming::Flags, "to", args.to.as_deref())?;
+            match remote::connect(cli)? {
+                Some(server) => {
+                    let query = [
+                        ("actor", Some(actor.as_str().to_owned())),
+                        ("from", args.from.clone()),
+                        ("to", args.to.clone()),
+                    ];
+                    server.rows("/v1/audit", &with(&TimeArgs::default(), &query))?
+                }
+                None => open(cli)?.audit_actor(&actor, from, to)?,
+            }
         }
         (None, None) => unreachable!("clap requires an order or --actor"),
     };
@@ -315,7 +347,26 @@ pub enum Snapshot {
     },
 }
 
+const SNAPSHOT_COLUMNS: &[&str] = &[
+    "position",
+    "orders",
+    "max_occurred_at",
+    "created_at",
+    "usable",
+];
+
 pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
+    if let Some(server) = remote::connect(cli)? {
+        let Snapshot::List = cmd else {
+            return Err(remote::local_only("snapshot create and prune").into());
+        };
+        return output::rows(
+            out,
+            cli.format,
+            SNAPSHOT_COLUMNS,
+            &server.rows("/v1/snapshots", &Vec::new())?,
+        );
+    }
     match cmd {
         Snapshot::Create => {
             let header = open_writer(cli)?.snapshot_create()?;
@@ -324,14 +375,7 @@ pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
         }
         Snapshot::List => {
             let list = open(cli)?.snapshots()?;
-            let columns = [
-                "position",
-                "orders",
-                "max_occurred_at",
-                "created_at",
-                "usable",
-            ];
-            output::rows(out, cli.format, &columns, &rows(&list)?)
+            output::rows(out, cli.format, SNAPSHOT_COLUMNS, &rows(&list)?)
         }
         Snapshot::Prune { keep } => {
             let deleted = open_writer(cli)?.snapshot_prune(*keep)?;
@@ -353,6 +397,9 @@ pub struct ConfigArgs {
 }
 
 pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
+    if cli.server.is_some() {
+        return Err(remote::local_only("config").into());
+    }
     match (&args.key, &args.value) {
         (Some(key), _) if key != "snapshot_every" => Err(invalid(format!(
             "unknown setting {key:?}; the settings are: snapshot_every"
@@ -389,6 +436,9 @@ pub struct RebuildArgs {
 }
 
 pub fn rebuild(cli: &Cli, args: &RebuildArgs, out: &mut dyn Write) -> Result<()> {
+    if cli.server.is_some() {
+        return Err(remote::local_only("rebuild").into());
+    }
     let report = open_writer(cli)?.rebuild(args.force, Box::new(Bar::new()))?;
     output::object(out, cli.format, &serde_json::to_value(report)?)
 }

@@ -11,13 +11,14 @@ use serde_json::{Map, Value};
 use ordo::Error;
 use ordo::domain::Position;
 use ordo::generate::GenerateOptions;
+use ordo::ledger::params::{self, Naming};
 use ordo::ledger::{
     self, BATCH_EVENTS_MAX, BatchResult, ImportOptions, LINE_BYTES_MAX, Ledger, Lines,
 };
 use ordo::store::Access;
 
 use super::read::Bar;
-use super::{Cli, output, parse_time};
+use super::{Cli, output, remote};
 
 #[derive(Args, Debug)]
 pub struct AppendArgs {
@@ -136,8 +137,8 @@ fn read_data(arg: &str) -> Result<String, Error> {
 }
 
 /// Builds the input event from flags, so that flags and NDJSON share one parser and one set
-/// of messages.
-fn event_from_flags(args: &AppendArgs) -> Result<ledger::NewEvent, Error> {
+/// of messages. Returns it checked, and as the JSON a server takes.
+fn event_from_flags(args: &AppendArgs) -> Result<(ledger::NewEvent, Value), Error> {
     let data_text = read_data(args.data.as_deref().unwrap_or_default())?;
     let data: Value = serde_json::from_str(&data_text)
         .map_err(|e| Error::InvalidInput(format!("field `data`: not valid JSON ({e})")))?;
@@ -160,10 +161,13 @@ fn event_from_flags(args: &AppendArgs) -> Result<ledger::NewEvent, Error> {
     if let Some(v) = args.expected_version {
         event.insert("expected_version".into(), v.into());
     }
-    ledger::parse_event(&Value::Object(event).to_string())
+    let event = Value::Object(event);
+    Ok((ledger::parse_event(&event.to_string())?, event))
 }
 
-fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
+/// Reads and checks an `append --file` batch; each event comes with its input line (for
+/// messages) and its JSON (for a server).
+fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent, Value)>, Error> {
     let reader: Box<dyn BufRead> = if source == "-" {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
@@ -179,10 +183,10 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
                 "a batch holds at most {BATCH_EVENTS_MAX} events; use `ordo import` for more"
             )));
         }
-        events.push((
-            line,
-            ledger::parse_event(text).map_err(|e| e.at_line(line))?,
-        ));
+        let event = ledger::parse_event(text).map_err(|e| e.at_line(line))?;
+        let json = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidInput(format!("not valid JSON ({e})")).at_line(line))?;
+        events.push((line, event, json));
     }
     if events.is_empty() {
         return Err(Error::InvalidInput(format!("{source} holds no events")));
@@ -192,21 +196,41 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent)>, Error> {
 
 pub fn append(cli: &Cli, args: &AppendArgs, out: &mut dyn Write) -> Result<()> {
     // Parse everything before opening (and so creating) the ledger.
-    match &args.file {
+    let result = match &args.file {
         Some(source) => {
             let events = read_batch(source)?;
-            let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
-            let mut result = BatchResult::default();
-            result.add(&ledger.append_batch(events)?);
-            output::object(out, cli.format, &serde_json::to_value(result)?)
+            match remote::connect(cli)? {
+                Some(server) => {
+                    let batch: Vec<Value> = events.into_iter().map(|(_, _, json)| json).collect();
+                    let mut answer = server.post_json("/v1/events", &Value::Array(batch))?;
+                    // The batch result of product.md section 6; per-event results are the
+                    // server's addition.
+                    if let Some(fields) = answer.as_object_mut() {
+                        fields.remove("results");
+                    }
+                    answer
+                }
+                None => {
+                    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+                    let events = events.into_iter().map(|(line, e, _)| (line, e)).collect();
+                    let mut result = BatchResult::default();
+                    result.add(&ledger.append_batch(events)?);
+                    serde_json::to_value(result)?
+                }
+            }
         }
         None => {
-            let event = event_from_flags(args)?;
-            let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
-            let result = ledger.append(event)?;
-            output::object(out, cli.format, &serde_json::to_value(result)?)
+            let (event, json) = event_from_flags(args)?;
+            match remote::connect(cli)? {
+                Some(server) => server.post_json("/v1/events", &json)?,
+                None => {
+                    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+                    serde_json::to_value(ledger.append(event)?)?
+                }
+            }
         }
-    }
+    };
+    output::object(out, cli.format, &result)
 }
 
 /// Standard input is read twice by import (validate, then write), so it is spooled to a
@@ -218,6 +242,20 @@ fn spool_stdin() -> Result<tempfile::NamedTempFile, Error> {
 }
 
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(server) = remote::connect(cli)? {
+        // The server spools the body and imports it like a local import: validated first.
+        let query = vec![
+            ("preserve", args.preserve.to_string()),
+            ("batch_events", args.batch_events.to_string()),
+        ];
+        let result = if args.input == "-" {
+            server.post_stream("/v1/import", &query, &mut std::io::stdin().lock())?
+        } else {
+            let mut file = File::open(&args.input).map_err(|e| Error::io(&args.input, e))?;
+            server.post_stream("/v1/import", &query, &mut file)?
+        };
+        return output::object(out, cli.format, &result);
+    }
     let spooled = if args.input == "-" {
         Some(spool_stdin()?)
     } else {
@@ -245,10 +283,13 @@ pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
     let as_of = args
         .as_of
         .as_deref()
-        .map(|t| parse_time("--as-of", t))
+        .map(|t| params::time(Naming::Flags, "as_of", t))
         .transpose()?;
-    let ledger = Ledger::open(&cli.data_dir, Access::ReadOnly)?;
     let mut buffered = BufWriter::new(out);
+    if let Some(server) = remote::connect(cli)? {
+        return export_remote(&server, args, &mut buffered);
+    }
+    let ledger = Ledger::open(&cli.data_dir, Access::ReadOnly)?;
     ledger::export(
         &ledger,
         Position(args.from_position),
@@ -259,11 +300,37 @@ pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// `export` through a server: pages of the log, each starting after the last position of
+/// the previous one, until a short page.
+fn export_remote(server: &remote::Remote, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+    const PAGE: usize = ordo::server::PAGE_EVENTS_MAX;
+    let mut from = args.from_position.max(1);
+    loop {
+        let mut query = vec![("from", from.to_string()), ("limit", PAGE.to_string())];
+        if let Some(to) = args.to_position {
+            query.push(("to", to.to_string()));
+        }
+        if let Some(as_of) = &args.as_of {
+            query.push(("as_of", as_of.clone()));
+        }
+        let page = server.rows("/v1/events", &query)?;
+        for event in &page {
+            writeln!(out, "{event}")?;
+        }
+        match page.last().and_then(|e| e["position"].as_u64()) {
+            Some(last) if page.len() == PAGE => from = last + 1,
+            _ => break,
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 pub fn generate(args: &GenerateArgs, out: &mut dyn Write) -> Result<()> {
     let options = GenerateOptions {
         orders: args.orders,
         seed: args.seed,
-        start: parse_time("--start", &args.start)?,
+        start: params::time(Naming::Flags, "start", &args.start)?,
         days: args.days,
     };
     match &args.output {

@@ -247,14 +247,8 @@ pub fn export(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let mut written = 0;
-    let from = Position(from.0.max(1));
-    for event in ledger.store().events_from(from) {
+    for event in ledger.log(from, to, as_of) {
         let event = event?;
-        // recorded_at increases with position, so the first event past either bound ends it.
-        if to.is_some_and(|to| event.position > to) || as_of.is_some_and(|t| event.recorded_at > t)
-        {
-            break;
-        }
         serde_json::to_writer(&mut *out, &event.envelope_json())
             .and_then(|()| out.write_all(b"\n").map_err(serde_json::Error::io))
             .map_err(|e| Error::Storage(format!("writing the export: {e}")))?;

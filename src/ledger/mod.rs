@@ -5,6 +5,7 @@
 mod filter;
 mod import;
 mod input;
+pub mod params;
 mod sequencer;
 mod stage;
 mod verify;
@@ -14,7 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use filter::Filter;
-pub use import::{BatchResult, ImportOptions, NoProgress, Progress, export, import};
+pub use import::{
+    BATCH_EVENTS_DEFAULT, BatchResult, ImportOptions, NoProgress, Progress, export, import,
+};
 pub use input::{
     LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
 };
@@ -110,9 +113,35 @@ impl Ledger {
         self.sequencer.as_ref().map(Sequencer::stats)
     }
 
+    /// The position of the last durable commit, updated after every commit (`None` when
+    /// read-only).
+    pub fn committed(&self) -> Option<tokio::sync::watch::Receiver<Position>> {
+        self.sequencer.as_ref().map(Sequencer::committed)
+    }
+
     /// The head of the log.
     pub fn head(&self) -> Result<Head> {
         self.store.head()
+    }
+
+    /// The log from position `from` (inclusive) to `to` (inclusive), stopping before the
+    /// first event recorded after `as_of`: what `export` writes and the server's
+    /// `GET /v1/events` pages through.
+    pub fn log(
+        &self,
+        from: Position,
+        to: Option<Position>,
+        as_of: Option<crate::domain::Timestamp>,
+    ) -> impl Iterator<Item = Result<Event>> + '_ {
+        self.store
+            .events_from(Position(from.0.max(1)))
+            // recorded_at increases with position, so the first event past either bound
+            // ends it.
+            .take_while(move |event| {
+                event.as_ref().map_or(true, |e| {
+                    to.is_none_or(|to| e.position <= to) && as_of.is_none_or(|t| e.recorded_at <= t)
+                })
+            })
     }
 
     /// The events of one order that pass `filter`, in version order. `NotFound` if the

@@ -67,6 +67,9 @@ pub struct Sequencer {
     queue: Option<SyncSender<Work>>,
     worker: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
+    /// The committed head position, published after every durable commit: live readers
+    /// (the server's subscriptions) wait on it instead of polling the store.
+    committed: tokio::sync::watch::Receiver<Position>,
 }
 
 /// What the writer has done since it started: read by benchmarks and metrics to see how
@@ -97,6 +100,7 @@ impl Sequencer {
     pub fn start(store: Arc<Store>, head: Head, durability: Durability) -> Result<Sequencer> {
         let (queue, requests) = sync_channel(QUEUE_REQUESTS_MAX);
         let counters = Arc::new(Counters::default());
+        let (publish, committed) = tokio::sync::watch::channel(head.position);
         let writer_counters = counters.clone();
         let worker = std::thread::Builder::new()
             .name("ordo-sequencer".to_owned())
@@ -106,6 +110,7 @@ impl Sequencer {
                     head,
                     durability,
                     counters: writer_counters,
+                    publish,
                     snapshotter: None,
                     snapshot_pending: false,
                     snapshot_every_events: 0,
@@ -117,7 +122,14 @@ impl Sequencer {
             queue: Some(queue),
             worker: Some(worker),
             counters,
+            committed,
         })
+    }
+
+    /// The position of the last durable commit, updated after each one (a `watch`: a
+    /// receiver sees the newest value, never a backlog).
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.committed.clone()
     }
 
     /// Commits, events and requests so far.
@@ -201,6 +213,7 @@ struct Writer {
     head: Head,
     durability: Durability,
     counters: Arc<Counters>,
+    publish: tokio::sync::watch::Sender<Position>,
     /// The automatic snapshot being taken in the background, if any.
     snapshotter: Option<JoinHandle<()>>,
     /// A snapshot fell due while another was running: it starts when that one ends.
@@ -364,6 +377,9 @@ impl Writer {
         match outcome {
             Ok(()) => {
                 self.head = head;
+                // Published before answering: a client that saw its append acknowledged and
+                // then subscribes finds the head at least there.
+                self.publish.send_replace(head.position);
                 for (reply, _, results) in accepted {
                     let _ = reply.send(Ok(results));
                 }

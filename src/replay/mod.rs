@@ -127,6 +127,26 @@ pub struct Summary {
     pub elapsed_ms: u64,
 }
 
+impl Summary {
+    /// The summary's fields of product.md section 6, as `ordo replay` and the server print
+    /// them: `position, head_hash, statuses, events_applied, snapshot_position, elapsed_ms`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let statuses: serde_json::Map<String, serde_json::Value> = crate::domain::Status::ALL
+            .iter()
+            .zip(self.totals.statuses)
+            .map(|(s, n)| (s.as_str().to_owned(), n.into()))
+            .collect();
+        serde_json::json!({
+            "position": self.position,
+            "head_hash": self.head_hash.to_hex(),
+            "statuses": statuses,
+            "events_applied": self.events_applied,
+            "snapshot_position": self.snapshot.as_ref().map(|h| h.position),
+            "elapsed_ms": self.elapsed_ms,
+        })
+    }
+}
+
 /// `replay` for a summary, reading only what it needs: the snapshot is verified against its
 /// digest (a scan of its bytes, no decoding) and only the orders the tail touches are read
 /// from it. So its cost is a scan of the snapshot plus the tail, not a load of every

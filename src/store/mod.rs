@@ -73,10 +73,19 @@ pub const LEDGER_FORMAT_VERSION: u8 = 1;
 /// The name of the lock file a writer holds inside the ledger directory.
 pub const LOCK_FILE: &str = "ordo.lock";
 
+/// The file in which a running `ordo serve` leaves its URL, so that a command refused the
+/// lock can say where to send its writes. Only read while the lock is held by someone else.
+pub const SERVER_FILE: &str = "ordo.server";
+
+/// Longest server URL read back from `SERVER_FILE`.
+const SERVER_URL_BYTES_MAX: u64 = 1024;
+
 /// How a ledger is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Reading only; works while another process writes. Fails if the ledger does not exist.
+    /// Reading only, as a RocksDB secondary instance: works while another process (a writer,
+    /// `ordo serve`) holds the ledger, and sees everything it committed before the open.
+    /// Fails if the ledger does not exist.
     ReadOnly,
     /// The single writer; creates the ledger on first use.
     ReadWrite,
@@ -136,6 +145,9 @@ pub struct Store {
     path: PathBuf,
     /// Held for a writer's lifetime: the OS releases the lock when the process dies.
     _lock: Option<fs::File>,
+    /// A reader's secondary-instance directory (RocksDB keeps its own info log there);
+    /// removed when the store closes. Declared after `db`, so dropped after it.
+    _secondary: Option<tempfile::TempDir>,
 }
 
 /// A writer closing with more than this in its memtables flushes them, so that the next
@@ -227,20 +239,34 @@ impl Store {
         // All column families' memtables together; bounds the writer's memory.
         db_opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES_MAX);
         let cfs = COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache)));
-        let db = match access {
+        let (db, secondary) = match access {
             Access::ReadWrite => {
                 db_opts.create_if_missing(true);
                 db_opts.create_missing_column_families(true);
-                DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?
+                let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
+                (db, None)
             }
             Access::ReadOnly => {
-                DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?
+                // A secondary instance, not a read-only one: RocksDB supports it beside a
+                // live primary (it follows the primary's MANIFEST and WAL, and tolerates
+                // files the primary deletes meanwhile). RocksDB asks for unlimited open
+                // files so that it never reopens a file the primary has deleted.
+                let dir = tempfile::Builder::new()
+                    .prefix("ordo-reader-")
+                    .tempdir()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                db_opts.set_max_open_files(-1);
+                let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, dir.path(), cfs)
+                    .map_err(storage)?;
+                db.try_catch_up_with_primary().map_err(storage)?;
+                (db, Some(dir))
             }
         };
         let store = Store {
             db,
             path: path.to_owned(),
             _lock: lock,
+            _secondary: secondary,
         };
         store.check_format(access)?;
         Ok(store)
@@ -596,7 +622,44 @@ fn lock_dir(path: &Path) -> Result<fs::File> {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(Error::LedgerInUse {
             path: path.to_owned(),
+            server: served_by(path),
         }),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
+    }
+}
+
+/// The URL a running `ordo serve` left in the ledger directory, if any.
+fn served_by(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut url = String::new();
+    fs::File::open(path.join(SERVER_FILE))
+        .and_then(|f| f.take(SERVER_URL_BYTES_MAX).read_to_string(&mut url))
+        .ok()?;
+    let url = url.trim();
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
+impl Store {
+    /// Leaves the server's URL in the ledger directory (owner-only), for commands refused
+    /// the lock. Only the writer calls it.
+    pub fn announce_server(&self, url: &str) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        assert!(self._lock.is_some(), "only the writer announces a server");
+        let path = self.path.join(SERVER_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(url.as_bytes()))
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Removes the server's URL (at shutdown). A leftover after a crash is harmless: it is
+    /// only read while the lock is held, and the next server overwrites it.
+    pub fn withdraw_server(&self) {
+        let _ = fs::remove_file(self.path.join(SERVER_FILE));
     }
 }

@@ -1,0 +1,65 @@
+//! `ordo serve`: opens the ledger for writing and runs the HTTP server until SIGINT or
+//! SIGTERM. The server itself is `ordo::server`.
+
+use std::net::SocketAddr;
+
+use anyhow::Result;
+use clap::Args;
+
+use ordo::Error;
+use ordo::ledger::Ledger;
+use ordo::server::{LISTEN_DEFAULT, ServeOptions, Server};
+use ordo::store::Access;
+
+use super::Cli;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port). A non-loopback address needs
+    /// --token-file.
+    #[arg(long, value_name = "ADDR", default_value = LISTEN_DEFAULT)]
+    listen: String,
+}
+
+pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    if cli.server.is_some() {
+        return Err(Error::InvalidInput(
+            "serve runs on a ledger directory; it cannot be combined with --server".to_owned(),
+        )
+        .into());
+    }
+    let listen: SocketAddr = args.listen.parse().map_err(|e| {
+        Error::InvalidInput(format!(
+            "--listen {:?} is not an IP:PORT address ({e})",
+            args.listen
+        ))
+    })?;
+    let options = ServeOptions {
+        listen,
+        token: cli
+            .token_file
+            .as_deref()
+            .map(ordo::server::read_token)
+            .transpose()?,
+    };
+    // Refused before the ledger is opened (and so perhaps created).
+    options.check()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ordo-serve")
+        .build()
+        .map_err(|e| Error::Storage(format!("cannot start the server runtime: {e}")))?;
+    runtime.block_on(async {
+        let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+        let server = Server::bind(ledger, options).await?;
+        // Tests and scripts read this line for the port actually bound.
+        eprintln!(
+            "ordo serve: listening on {} (ledger {})",
+            server.url(),
+            cli.data_dir.display()
+        );
+        server.run(ordo::server::shutdown_signal()).await?;
+        eprintln!("ordo serve: stopped; every acknowledged append is durable");
+        Ok(())
+    })
+}
