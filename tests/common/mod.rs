@@ -77,6 +77,8 @@ impl TestLedger {
 pub fn ordo_at(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("ordo").expect("the ordo binary is built");
     cmd.env_remove("ORDO_DATA_DIR")
+        .env_remove("ORDO_SERVER")
+        .env_remove("ORDO_TOKEN_FILE")
         .arg("--data-dir")
         .arg(dir)
         .args(args);
