@@ -16,6 +16,9 @@
 //! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
 //!    raw single-writer fsync rate (the physical limit is writers x that rate);
 //! 5. the CLI as whole processes (`ordo state`, `ordo append`);
+//! 6. `ordo serve` under 1, 16, 128 HTTP clients appending single events (keep-alive
+//!    connections), vs in-process appends by as many threads (`-- --http-only` runs just
+//!    this phase, on fresh ledgers);
 //!
 //! and the peak resident memory of each in-process phase.
 
@@ -56,6 +59,12 @@ struct Args {
     /// Writer thread counts for concurrent appends.
     #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     writers: Vec<usize>,
+    /// Concurrent HTTP client counts for `ordo serve` appends (vs in-process appends).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,128")]
+    http_clients: Vec<usize>,
+    /// Only the HTTP load phase (on fresh ledgers; no workload import).
+    #[arg(long)]
+    http_only: bool,
     /// Samples of single-order time travel.
     #[arg(long, default_value_t = 2_000)]
     samples: usize,
@@ -86,6 +95,8 @@ impl Args {
             events: 400,
             seconds: 0.2,
             writers: vec![1, 4],
+            http_clients: vec![1, 4],
+            http_only: false,
             samples: 20,
             replays: 1,
             cli_runs: 2,
@@ -128,6 +139,10 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     let phase = |name: &str| eprintln!("[{:>6.1} s] {name}", started.elapsed().as_secs_f64());
     phase("machine: cores, memory, fsync latency");
     machine(dir, report)?;
+    if args.http_only {
+        phase("HTTP appends vs in-process appends");
+        return http_appends(dir, args, report);
+    }
     let workload = dir.join("workload.ndjson");
     phase("generating the workload");
     let events = generate_workload(args, &workload, report)?;
@@ -151,6 +166,8 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     drop(ledger);
     phase("CLI processes");
     cli(&ledger_dir, args, report)?;
+    phase("HTTP appends vs in-process appends");
+    http_appends(dir, args, report)?;
     phase("done");
     Ok(())
 }
@@ -509,6 +526,157 @@ fn event(order: OrderId, event_type: &str, data: Value) -> Result<NewEvent> {
     Ok(NewEvent::new(order, data))
 }
 
+/// Event `n` of writer `thread`: ten events per order, placed then nine notes.
+fn bench_event(writers: usize, thread: usize, n: u64) -> Result<NewEvent> {
+    let order = bench_order(writers, thread, n / 10)?;
+    if n.is_multiple_of(10) {
+        event(order, "order_placed", placed_data())
+    } else {
+        event(order, "note_added", json!({"text": "benchmark note"}))
+    }
+}
+
+/// Runs `writers` threads calling `append(thread, n)` until `deadline`; the latency of each
+/// call.
+fn load(
+    writers: usize,
+    deadline: Instant,
+    append: impl Fn(usize, u64) -> Result<()> + Sync,
+) -> Result<Vec<Duration>> {
+    std::thread::scope(|scope| -> Result<Vec<Duration>> {
+        let append = &append;
+        let handles: Vec<_> = (0..writers)
+            .map(|thread| {
+                scope.spawn(move || -> Result<Vec<Duration>> {
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let at = Instant::now();
+                        append(thread, n)?;
+                        latencies.push(at.elapsed());
+                        n += 1;
+                    }
+                    Ok(latencies)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for handle in handles {
+            let thread = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+            all.extend(thread);
+        }
+        Ok(all)
+    })
+}
+
+/// `ordo serve` under concurrent HTTP clients appending single events (each client its own
+/// keep-alive connection), against in-process appends by as many threads, each on a fresh
+/// ledger, for `--seconds` each.
+fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
+    for &clients in &args.http_clients {
+        let deadline = || Instant::now() + Duration::from_secs_f64(args.seconds);
+        let local = {
+            let ledger = Ledger::open(&dir.join(format!("inproc-{clients}")), Access::ReadWrite)?;
+            let started = Instant::now();
+            let latencies = load(clients, deadline(), |thread, n| {
+                ledger.append(bench_event(clients, thread, n)?)?;
+                Ok(())
+            })?;
+            (Latencies::new(latencies), started.elapsed())
+        };
+        let ledger = Ledger::open(&dir.join(format!("http-{clients}")), Access::ReadWrite)?;
+        let (url, stop, server) = serve(ledger)?;
+        let agents: Vec<ureq::Agent> = (0..clients)
+            .map(|_| {
+                ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into()
+            })
+            .collect();
+        let started = Instant::now();
+        let latencies = load(clients, deadline(), |thread, n| {
+            let body = if n.is_multiple_of(10) {
+                json!({"order_id": bench_order(clients, thread, n / 10)?.as_str(),
+                       "type": "order_placed", "data": placed_data()})
+            } else {
+                json!({"order_id": bench_order(clients, thread, n / 10)?.as_str(),
+                       "type": "note_added", "data": {"text": "benchmark note"}})
+            };
+            let mut response = agents[thread]
+                .post(&format!("{url}/v1/events"))
+                .content_type("application/json")
+                .send(body.to_string())?;
+            let status = response.status().as_u16();
+            let answer = response.body_mut().read_to_string()?;
+            if status != 201 {
+                bail!("HTTP {status}: {answer}");
+            }
+            Ok(())
+        })?;
+        let elapsed = started.elapsed();
+        let _ = stop.send(());
+        server
+            .join()
+            .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+        let http = Latencies::new(latencies);
+        let (local, local_elapsed) = local;
+        report.rows.push(Row {
+            phase: leak(format!("HTTP appends, {clients} clients (durable)")),
+            metric: "events/s",
+            ordo: rate(http.len() as u64, elapsed),
+            baseline: Some(rate(local.len() as u64, local_elapsed)),
+            target: None,
+            detail: json!({
+                "events": http.len(),
+                "p50_us": http.micros(0.50), "p99_us": http.micros(0.99),
+                "max_us": http.micros(1.0),
+                "baseline": {
+                    "what": "in-process Ledger::append by as many threads, fresh ledger",
+                    "events": local.len(),
+                    "p50_us": local.micros(0.50), "p99_us": local.micros(0.99),
+                },
+            }),
+        });
+    }
+    Ok(())
+}
+
+/// Starts `ordo serve` in this process on a free loopback port: its URL, the stop switch
+/// and the thread to join.
+#[allow(clippy::type_complexity)]
+fn serve(
+    ledger: Ledger,
+) -> Result<(
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<ordo::Result<()>>,
+)> {
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ordo::server::ServeOptions {
+        listen: "127.0.0.1:0".parse()?,
+        token: None,
+    };
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new()
+            .map_err(|e| ordo::Error::Storage(format!("runtime: {e}")))?;
+        runtime.block_on(async move {
+            let server = ordo::server::Server::bind(ledger, options).await?;
+            let _ = url_tx.send(server.url().to_owned());
+            server
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    });
+    let url = url_rx.recv_timeout(Duration::from_secs(30))?;
+    Ok((url, stop, thread))
+}
+
 fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
     // The physical limit: one thread of raw RocksDB sync writes of an event-sized record
     // and its three index keys.
@@ -536,38 +704,10 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
         let before = ledger.writer_stats().unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
         let started = Instant::now();
-        let latencies = std::thread::scope(|scope| -> Result<Vec<Duration>> {
-            let handles: Vec<_> = (0..writers)
-                .map(|thread| {
-                    let ledger = ledger.clone();
-                    scope.spawn(move || -> Result<Vec<Duration>> {
-                        let mut latencies = Vec::new();
-                        let mut n = 0u64;
-                        while Instant::now() < deadline {
-                            // Ten events per order: placed, then nine notes.
-                            let order = bench_order(writers, thread, n / 10)?;
-                            let event = if n.is_multiple_of(10) {
-                                event(order, "order_placed", placed_data())?
-                            } else {
-                                event(order, "note_added", json!({"text": "benchmark note"}))?
-                            };
-                            let at = Instant::now();
-                            ledger.append(event)?;
-                            latencies.push(at.elapsed());
-                            n += 1;
-                        }
-                        Ok(latencies)
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for handle in handles {
-                let thread = handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("writer panicked"))??;
-                all.extend(thread);
-            }
-            Ok(all)
+        let latencies = load(writers, deadline, |thread, n| {
+            // Ten events per order: placed, then nine notes.
+            ledger.append(bench_event(writers, thread, n)?)?;
+            Ok(())
         })?;
         let elapsed = started.elapsed();
         let after = ledger.writer_stats().unwrap_or_default();
@@ -744,7 +884,7 @@ impl Report {
             println!("{note}");
         }
         let mut table = comfy_table::Table::new();
-        table.set_header(["phase", "metric", "ordo", "raw RocksDB", "ratio", "target"]);
+        table.set_header(["phase", "metric", "ordo", "baseline", "ratio", "target"]);
         for row in &self.rows {
             let ratio = row.baseline.map(|b| round2(row.ordo / b.max(1e-9)));
             table.add_row([
