@@ -656,10 +656,7 @@ fn serve(
 )> {
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ordo::server::ServeOptions {
-        listen: "127.0.0.1:0".parse()?,
-        token: None,
-    };
+    let options = ordo::server::ServeOptions::new("127.0.0.1:0".parse()?, None);
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new()
             .map_err(|e| ordo::Error::Storage(format!("runtime: {e}")))?;

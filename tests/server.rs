@@ -27,12 +27,16 @@ struct TestServer {
 
 impl TestServer {
     fn start(token: Option<&str>) -> TestServer {
+        let options = ServeOptions::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            token.map(str::to_owned),
+        );
+        TestServer::start_with(options)
+    }
+
+    fn start_with(options: ServeOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let ledger = Ledger::open(dir.path(), Access::ReadWrite).expect("open");
-        let options = ServeOptions {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            token: token.map(str::to_owned),
-        };
         let (url_tx, url_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -455,10 +459,7 @@ fn a_token_is_required_on_every_request_and_non_loopback_needs_one() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let refused = runtime.block_on(Server::bind(
         ledger,
-        ServeOptions {
-            listen: "0.0.0.0:0".parse().expect("addr"),
-            token: None,
-        },
+        ServeOptions::new("0.0.0.0:0".parse().expect("addr"), None),
     ));
     let error = refused.expect_err("no token on a public address");
     assert!(error.to_string().contains("--token-file"), "{error}");
@@ -606,32 +607,80 @@ fn a_subscriber_gets_every_event_once_in_order_live_and_across_a_reconnect() {
     assert_eq!(live.join().expect("live")[0].id, Some(61));
 }
 
+fn metric(s: &TestServer, name: &str) -> Option<f64> {
+    let (_, text) = get(s, "/metrics");
+    text.as_str()?
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[test]
-fn a_subscriber_that_does_not_read_does_not_hold_up_appends() {
-    let s = TestServer::start(None);
-    // Connected, never read: its buffer and socket fill up.
+fn a_subscriber_that_stops_reading_holds_up_nobody_and_is_told_why_it_was_dropped() {
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"), None);
+    options.subscriber_stall = Duration::from_millis(500);
+    let s = TestServer::start_with(options);
+    // Connected, never read (yet): the socket's buffers and then its queue fill up.
     let stalled = agent()
         .get(format!("{}/v1/subscribe?from=1", s.url))
         .call()
         .expect("subscribe");
-    let batch: Vec<Value> = (0..2000).map(|i| placed(&format!("ORD-{i}"))).collect();
-    for chunk in batch.chunks(500) {
-        let (status, answer) = post(&s, "/v1/events", &Value::Array(chunk.to_vec()));
+    // A healthy subscriber alongside it.
+    let healthy_url = format!("{}/v1/subscribe?from=1", s.url);
+    let healthy = std::thread::spawn(move || subscribe(&healthy_url, None, 30_000));
+    // Enough events (about 16 MB of envelopes) to fill loopback buffers and the queue.
+    for chunk in 0..6 {
+        let batch: Vec<Value> = (0..5_000)
+            .map(|i| {
+                let mut e = placed(&format!("ORD-{chunk}-{i}"));
+                e["data"]["shipping_address"] = json!("x".repeat(600));
+                e
+            })
+            .collect();
+        let (status, answer) = post(&s, "/v1/events", &Value::Array(batch));
         assert_eq!(status, 201, "{answer}");
     }
-    for i in 0..20 {
-        assert_eq!(post(&s, "/v1/events", &placed(&format!("X-{i}"))).0, 201);
+    // Appends were not held up, and the healthy subscriber got everything.
+    assert_eq!(head(&s), 30_000);
+    let got = healthy.join().expect("healthy subscriber");
+    assert_eq!(got.last().and_then(|e| e.id), Some(30_000));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&s, "ordo_subscribers_dropped_total") != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled subscriber was not dropped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(head(&s), 2020);
-    let (_, metrics) = get(&s, "/metrics");
+    // Reading now, the stalled client finds the events up to where it fell behind, then
+    // the reason, then the end of the stream.
+    let mut last_id = 0;
+    let mut reason = None;
+    let mut event = String::new();
+    for line in BufReader::new(stalled.into_body().into_reader()).lines() {
+        let line = line.expect("line");
+        if let Some(id) = line.strip_prefix("id: ").or(line.strip_prefix("id:")) {
+            let id: u64 = id.trim().parse().expect("numeric id");
+            assert_eq!(id, last_id + 1, "no gap before the disconnection");
+            last_id = id;
+        } else if let Some(name) = line.strip_prefix("event: ").or(line.strip_prefix("event:")) {
+            event = name.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ").or(line.strip_prefix("data:"))
+            && event == "error"
+        {
+            reason = Some(data.to_owned());
+        }
+    }
+    let reason = reason.expect("an error event before the end");
+    assert!(reason.contains("Last-Event-ID"), "{reason}");
+    assert!(last_id > 0 && last_id < 30_000, "fell behind at {last_id}");
     assert!(
-        metrics
-            .as_str()
-            .unwrap_or_default()
-            .contains("ordo_subscribers 1"),
-        "{metrics}"
+        reason.contains(&format!("position {}", last_id + 1)),
+        "{reason}"
     );
-    drop(stalled);
+    assert_eq!(
+        metric(&s, "ordo_subscribers"),
+        Some(1.0).filter(|_| false).or(Some(0.0))
+    );
 }
 
 #[test]

@@ -34,14 +34,12 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             args.listen
         ))
     })?;
-    let options = ServeOptions {
-        listen,
-        token: cli
-            .token_file
-            .as_deref()
-            .map(ordo::server::read_token)
-            .transpose()?,
-    };
+    let token = cli
+        .token_file
+        .as_deref()
+        .map(ordo::server::read_token)
+        .transpose()?;
+    let options = ServeOptions::new(listen, token);
     // Refused before the ledger is opened (and so perhaps created).
     options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

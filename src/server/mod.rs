@@ -38,7 +38,8 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const SUBSCRIBERS_MAX: usize = 256;
 /// Events queued for one subscriber before it counts as slow.
 pub const SUBSCRIBER_BUFFER_EVENTS: usize = 1024;
-/// A subscriber whose buffer stays full this long is disconnected (it can resume).
+/// A subscriber whose buffer stays full this long is disconnected (it can resume): the
+/// default of `ServeOptions::subscriber_stall`.
 pub const SUBSCRIBER_STALL_SECONDS: u64 = 30;
 /// Most events one `GET /v1/events` page returns.
 pub const PAGE_EVENTS_MAX: usize = 10_000;
@@ -54,9 +55,20 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// The bearer token every request must carry; required on a non-loopback address.
     pub token: Option<String>,
+    /// How long a subscriber's buffer may stay full before it is disconnected.
+    pub subscriber_stall: std::time::Duration,
 }
 
 impl ServeOptions {
+    /// Options for `listen` with `token` and the default limits.
+    pub fn new(listen: SocketAddr, token: Option<String>) -> ServeOptions {
+        ServeOptions {
+            listen,
+            token,
+            subscriber_stall: std::time::Duration::from_secs(SUBSCRIBER_STALL_SECONDS),
+        }
+    }
+
     /// Refuses a non-loopback address without a token.
     pub fn check(&self) -> Result<()> {
         if !self.listen.ip().is_loopback() && self.token.is_none() {
@@ -101,6 +113,7 @@ struct App {
     subscribers: Arc<Semaphore>,
     /// Turns true when the server is shutting down; subscriptions end on it.
     shutdown: watch::Receiver<bool>,
+    subscriber_stall: std::time::Duration,
 }
 
 impl App {
@@ -160,6 +173,7 @@ impl Server {
             token: options.token.map(|t| Sha256::digest(t.as_bytes()).into()),
             subscribers: Arc::new(Semaphore::new(SUBSCRIBERS_MAX)),
             shutdown,
+            subscriber_stall: options.subscriber_stall,
         });
         Ok(Server {
             listener,

@@ -5,8 +5,8 @@
 //! sequencer's committed position. Events go out in position order, each with `id:` = its
 //! position, so a client that reconnects with `Last-Event-ID: P` resumes at P+1: exactly
 //! once, no gaps, across reconnects. Nothing is shared between subscribers and the writer
-//! never waits for them; a subscriber whose buffer stays full for
-//! `SUBSCRIBER_STALL_SECONDS` gets an `error` event saying so and is disconnected.
+//! never waits for them; a subscriber whose buffer stays full for `subscriber_stall`
+//! (default `SUBSCRIBER_STALL_SECONDS`) gets an `error` event saying so and is disconnected.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::api::{Params, blocking};
 use super::reply::ApiError;
-use super::{App, SUBSCRIBER_BUFFER_EVENTS, SUBSCRIBER_STALL_SECONDS};
+use super::{App, SUBSCRIBER_BUFFER_EVENTS};
 use crate::domain::{EventType, Position};
 
 /// Events read from the store per page.
@@ -151,7 +151,8 @@ async fn send(
     event: SseEvent,
     position: Position,
 ) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(SUBSCRIBER_STALL_SECONDS);
+    let stall = app.subscriber_stall;
+    let deadline = tokio::time::Instant::now() + stall;
     while tx.capacity() <= 1 {
         if tx.is_closed() {
             return Err("the client left".to_owned());
@@ -159,7 +160,8 @@ async fn send(
         if tokio::time::Instant::now() >= deadline {
             app.metrics.subscriber_dropped();
             let reason = format!(
-                "disconnected before position {position}: not reading for {SUBSCRIBER_STALL_SECONDS} s with {SUBSCRIBER_BUFFER_EVENTS} events queued; reconnect with Last-Event-ID set to the last id received"
+                "disconnected before position {position}: not reading for {:.1} s with {SUBSCRIBER_BUFFER_EVENTS} events queued; reconnect with Last-Event-ID set to the last id received",
+                stall.as_secs_f64()
             );
             let _ = tx.try_send(Ok(SseEvent::default().event("error").data(&reason)));
             return Err(reason);
