@@ -385,14 +385,34 @@ impl Writer {
                 }
             }
             Err(e) => {
-                // The batch is atomic: nothing of it is on disk, so the head stays as it was.
+                // The batch is atomic, but a failure reported after the write (an fsync
+                // error for data that reached the disk) may leave all of it stored: the
+                // head on disk, not the cached one, is the truth. Re-read it, so that the
+                // next commit chains to what is stored (never overwriting a position), and a
+                // retry with the same event ids finds them as duplicates.
+                match self.store.head() {
+                    Ok(stored) => {
+                        if stored != self.head {
+                            tracing::warn!(
+                                "a failed commit reached the disk: head {} -> {}",
+                                self.head.position,
+                                stored.position
+                            );
+                            self.head = stored;
+                            self.publish.send_replace(stored.position);
+                        }
+                    }
+                    Err(read) => {
+                        tracing::warn!("cannot re-read the head after a failed commit: {read}")
+                    }
+                }
                 let message = e.to_string();
                 for (reply, chain, _) in accepted {
                     if let Some(chain) = chain {
                         chain.break_off();
                     }
                     let _ = reply.send(Err(Error::Storage(format!(
-                        "commit failed, nothing was written: {message}"
+                        "commit failed: {message}; retry with the same event ids (an event that did reach the disk is then reported as a duplicate)"
                     ))));
                 }
             }

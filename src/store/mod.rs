@@ -148,6 +148,23 @@ pub struct Store {
     /// A reader's secondary-instance directory (RocksDB keeps its own info log there);
     /// removed when the store closes. Declared after `db`, so dropped after it.
     _secondary: Option<tempfile::TempDir>,
+    /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
+    fault: std::sync::atomic::AtomicU8,
+}
+
+/// A fault injected into the next commit, to prove that the writer survives a failing
+/// disk (docs/reliability.md). Only tests use it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    /// No fault.
+    None = 0,
+    /// The commit fails before anything is written.
+    BeforeWrite = 1,
+    /// The batch is written (and synced), then the commit reports a failure, as when an
+    /// fsync error is reported for data that did reach the disk.
+    AfterWrite = 2,
 }
 
 /// A writer closing with more than this in its memtables flushes them, so that the next
@@ -267,6 +284,7 @@ impl Store {
             path: path.to_owned(),
             _lock: lock,
             _secondary: secondary,
+            fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
         };
         store.check_format(access)?;
         Ok(store)
@@ -533,7 +551,26 @@ impl Store {
         }
         self.put_delta(&mut batch, commit.delta)?;
         batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
-        self.write(batch, durability)
+        let fault = self
+            .fault
+            .swap(Fault::None as u8, std::sync::atomic::Ordering::SeqCst);
+        if fault == Fault::BeforeWrite as u8 {
+            return Err(Error::Storage("injected fault before the write".to_owned()));
+        }
+        self.write(batch, durability)?;
+        if fault == Fault::AfterWrite as u8 {
+            return Err(Error::Storage(
+                "injected fault after the write (the batch reached the disk)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes the next commit fail at `fault`. Only for tests of the write path.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, fault: Fault) {
+        self.fault
+            .store(fault as u8, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Bytes used by the ledger's files.
