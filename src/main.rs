@@ -7,6 +7,10 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    // Owner-only files (0600) and directories (0700): RocksDB creates its files with the
+    // process umask, and the usual 022 would leave the ledger's files readable by everyone
+    // (the ledger directory is 0700 too, but files copied out keep their modes).
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -535,3 +535,35 @@ fn object_keys(value: &Value) -> Vec<&str> {
         .map(String::as_str)
         .collect()
 }
+
+#[test]
+fn every_file_and_directory_of_the_ledger_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let l = TestLedger::new();
+    l.append("ORD-1", "order_placed", PLACED);
+    let batch = l.file(
+        "batch.ndjson",
+        format!(
+            "{}\n",
+            serde_json::json!({"order_id": "ORD-2", "type": "order_placed",
+                               "data": serde_json::from_str::<Value>(PLACED).expect("json")})
+        ),
+    );
+    l.ok(&["import", batch.to_str().expect("utf-8")]);
+    l.ok(&["snapshot", "create"]);
+    l.ok(&["state", "ORD-1"]);
+    let mut pending = vec![l.dir()];
+    let mut checked = 0;
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::metadata(&path).expect("metadata");
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        checked += 1;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("readable") {
+                pending.push(entry.expect("entry").path());
+            }
+        }
+    }
+    assert!(checked > 5, "only {checked} paths");
+}
