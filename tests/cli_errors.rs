@@ -637,6 +637,383 @@ fn cases(l: &TestLedger) -> Vec<Case> {
             1,
             "/nonexistent/batch.ndjson",
         ),
+        // Hostile values, every command.
+        case(
+            "amount overflows i64",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":9223372036854775808}"#,
+            ),
+            2,
+            "amount",
+        ),
+        case(
+            "amount is a float",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":10.5}"#,
+            ),
+            2,
+            "amount",
+        ),
+        case(
+            "amount is NaN as text",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":"NaN"}"#,
+            ),
+            2,
+            "amount",
+        ),
+        case(
+            "amount is a huge exponent",
+            append_to(
+                "ORD-1",
+                "payment_captured",
+                r#"{"payment_id":"P","amount":1e400}"#,
+            ),
+            2,
+            "data",
+        ),
+        case(
+            "negative refund",
+            append_to(
+                "ORD-1",
+                "payment_refunded",
+                r#"{"refund_id":"R","amount":-5}"#,
+            ),
+            2,
+            "amount",
+        ),
+        case(
+            "negative quantity",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":-1,"unit_price":1}]"#),
+            ),
+            2,
+            "quantity",
+        ),
+        case(
+            "zero unit price text",
+            append(
+                "order_placed",
+                &placed_with(r#"[{"sku":"A","quantity":1,"unit_price":"0"}]"#),
+            ),
+            2,
+            "unit_price",
+        ),
+        case(
+            "deeply nested data",
+            append(
+                "note_added",
+                &format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
+            ),
+            2,
+            "data",
+        ),
+        case(
+            "deeply nested batch line",
+            vec![
+                "append".into(),
+                "--file".into(),
+                path(
+                    "nested.ndjson",
+                    format!(
+                        "{{\"order_id\":{}{}}}\n",
+                        "[".repeat(5000),
+                        "]".repeat(5000)
+                    ),
+                ),
+            ],
+            2,
+            "line 1",
+        ),
+        case(
+            "control character in an order id",
+            append_to("ORD\u{7}1", "note_added", r#"{"text":"x"}"#),
+            2,
+            "order",
+        ),
+        case(
+            "newline in an order id",
+            append_to("ORD\n1", "note_added", r#"{"text":"x"}"#),
+            2,
+            "order",
+        ),
+        case(
+            "order id of 129 characters",
+            append_to(&"O".repeat(129), "note_added", r#"{"text":"x"}"#),
+            2,
+            "order",
+        ),
+        case(
+            "control character in a sku",
+            append(
+                "order_placed",
+                &placed_with("[{\"sku\":\"A\\u0000\",\"quantity\":1,\"unit_price\":1}]"),
+            ),
+            2,
+            "sku",
+        ),
+        case(
+            "control character in an actor",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--actor", "al\u{1b}[31mice"],
+            ),
+            2,
+            "actor",
+        ),
+        case(
+            "occurred_at in year 10000",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "10000-01-01T00:00:00Z"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "occurred_at before year 1",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at=-0001-01-01T00:00:00Z"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "occurred_at on February 30",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "2026-02-30"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "occurred_at as a unix number",
+            with(
+                append_to("ORD-1", "note_added", r#"{"text":"x"}"#),
+                &["--occurred-at", "1767225600"],
+            ),
+            2,
+            "occurred_at",
+        ),
+        case(
+            "state with a bad --as-of",
+            ["state", "ORD-1", "--as-of", "yesterday"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--as-of",
+        ),
+        case(
+            "history with a bad --valid-at",
+            ["history", "ORD-1", "--valid-at", "2026-13-01"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--valid-at",
+        ),
+        case(
+            "history with a negative position",
+            ["history", "ORD-1", "--at-position=-1"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--at-position",
+        ),
+        case(
+            "state with an overflowing position",
+            ["state", "ORD-1", "--at-position", "18446744073709551616"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--at-position",
+        ),
+        case(
+            "query customers with an empty customer",
+            ["query", "customers", "--customer", ""]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--customer",
+        ),
+        case(
+            "query revenue with a bad --from",
+            ["query", "revenue", "--from", "last week"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--from",
+        ),
+        case(
+            "query revenue by week",
+            ["query", "revenue", "--by", "week"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "week",
+        ),
+        case(
+            "query orders with a non-numeric limit",
+            ["query", "orders", "--limit", "ten"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--limit",
+        ),
+        case(
+            "replay with a bad time",
+            ["replay", "--as-of", "2026-01-01T25:00:00Z"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--as-of",
+        ),
+        case(
+            "audit of a bad order id",
+            ["audit", ""].map(String::from).to_vec(),
+            2,
+            "order id",
+        ),
+        case(
+            "audit of an unknown order",
+            ["audit", "ORD-404"].map(String::from).to_vec(),
+            1,
+            "not found",
+        ),
+        case(
+            "audit --actor with a bad --from",
+            ["audit", "--actor", "alice", "--from", "soon"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--from",
+        ),
+        case(
+            "export with a bad --as-of",
+            ["export", "--as-of", "noon"].map(String::from).to_vec(),
+            2,
+            "--as-of",
+        ),
+        case(
+            "snapshot prune without --keep",
+            ["snapshot", "prune"].map(String::from).to_vec(),
+            2,
+            "--keep",
+        ),
+        case(
+            "config of an unknown setting",
+            ["config", "colour", "red"].map(String::from).to_vec(),
+            2,
+            "unknown setting",
+        ),
+        case(
+            "config with a negative value",
+            ["config", "snapshot_every", "--", "-5"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "snapshot_every",
+        ),
+        case(
+            "unknown command",
+            ["frobnicate"].map(String::from).to_vec(),
+            2,
+            "frobnicate",
+        ),
+        case(
+            "serve on a bad address",
+            ["serve", "--listen", "localhost"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--listen",
+        ),
+        case(
+            "serve on a public address without a token",
+            ["serve", "--listen", "0.0.0.0:0"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--token-file",
+        ),
+        case(
+            "serve with a missing token file",
+            ["serve", "--token-file", "/nonexistent/token"]
+                .map(String::from)
+                .to_vec(),
+            1,
+            "/nonexistent/token",
+        ),
+        case(
+            "an https server URL",
+            ["--server", "https://example.com", "stats"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "http://",
+        ),
+        case(
+            "a server that is not there",
+            ["--server", "http://127.0.0.1:1", "state", "ORD-1"]
+                .map(String::from)
+                .to_vec(),
+            1,
+            "cannot reach the server",
+        ),
+        case(
+            "generate with a bad start",
+            ["generate", "--orders", "1", "--start", "tomorrow"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--start",
+        ),
+        case(
+            "import batch size 0",
+            vec![
+                "import".into(),
+                "--batch-events".into(),
+                "0".into(),
+                path("one.ndjson", good_line.clone() + "\n"),
+            ],
+            2,
+            "batch size",
+        ),
+        case(
+            "import batch size over the maximum",
+            vec![
+                "import".into(),
+                "--batch-events".into(),
+                "10001".into(),
+                path("one2.ndjson", good_line.clone() + "\n"),
+            ],
+            2,
+            "batch size",
+        ),
+        case(
+            "import of a directory",
+            vec!["import".into(), l.tmp.path().display().to_string()],
+            1,
+            "does not exist",
+        ),
+        case(
+            "data file that is a directory",
+            append_to(
+                "ORD-1",
+                "note_added",
+                &format!("@{}", l.tmp.path().display()),
+            ),
+            1,
+            "Is a directory",
+        ),
         // Exit 5: the input's hash chain does not verify.
         case(
             "preserved import with a wrong hash",
@@ -664,8 +1041,9 @@ fn every_bad_input_gets_its_exit_code_a_clear_message_and_leaves_the_ledger_unch
     ]);
     let cases = cases(&l);
     assert!(
-        cases.len() >= 40,
-        "the contract asks for at least 40 bad inputs"
+        cases.len() >= 100,
+        "issue 6 asks for at least 100 bad inputs, there are {}",
+        cases.len()
     );
     let head = l.head();
     let mut failures = Vec::new();
