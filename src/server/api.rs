@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 
 use super::reply::ApiError;
 use super::{App, BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX, PAGE_EVENTS_DEFAULT, PAGE_EVENTS_MAX};
-use crate::domain::Position;
+use crate::domain::{OrderId, Position};
 use crate::error::Error;
 use crate::ledger::params::{self, Naming};
 use crate::ledger::{
@@ -341,13 +341,18 @@ async fn log(State(app): State<Arc<App>>, query: QueryPairs) -> Reply {
     Ok(json_reply(StatusCode::OK, Value::Array(events)))
 }
 
+/// The order and time filters of `/v1/orders/{id}...`.
+fn order_request(id: &str, query: QueryPairs) -> Result<(OrderId, Filter), ApiError> {
+    let filter = Params::new(query, &[&TIME])?.filter()?;
+    Ok((params::order_id(id)?, filter))
+}
+
 async fn order_state(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Reply {
-    let filter = Params::new(query, &[&TIME])?.filter()?;
-    let id = params::order_id(&id)?;
+    let (id, filter) = order_request(&id, query)?;
     let state = blocking(&app, move |l| l.state(&id, &filter)).await?;
     Ok(json_reply(StatusCode::OK, to_json(state)?))
 }
@@ -357,8 +362,7 @@ async fn order_events(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Reply {
-    let filter = Params::new(query, &[&TIME])?.filter()?;
-    let id = params::order_id(&id)?;
+    let (id, filter) = order_request(&id, query)?;
     let events = blocking(&app, move |l| l.history(&id, &filter)).await?;
     let rows = events.iter().map(|e| e.envelope_json()).collect();
     Ok(json_reply(StatusCode::OK, Value::Array(rows)))
@@ -369,8 +373,7 @@ async fn order_audit(
     Path(id): Path<String>,
     query: QueryPairs,
 ) -> Reply {
-    let filter = Params::new(query, &[&TIME])?.filter()?;
-    let id = params::order_id(&id)?;
+    let (id, filter) = order_request(&id, query)?;
     let entries = blocking(&app, move |l| l.audit(&id, &filter)).await?;
     Ok(json_reply(StatusCode::OK, Value::Array(entries)))
 }
