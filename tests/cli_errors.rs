@@ -20,11 +20,13 @@ fn append(event_type: &str, data: &str) -> Vec<String> {
 }
 
 fn append_to(order: &str, event_type: &str, data: &str) -> Vec<String> {
-    [
+    args(&[
         "append", "--order", order, "--type", event_type, "--data", data,
-    ]
-    .map(String::from)
-    .to_vec()
+    ])
+}
+
+fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
 }
 
 fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
@@ -429,38 +431,32 @@ fn cases(l: &TestLedger) -> Vec<Case> {
         ),
         case(
             "missing --type",
-            ["append", "--order", "ORD-1", "--data", "{}"]
-                .map(String::from)
-                .to_vec(),
+            args(&["append", "--order", "ORD-1", "--data", "{}"]),
             2,
             "--type",
         ),
         case("unknown command", vec!["teleport".into()], 2, "teleport"),
         case(
             "bad --as-of",
-            ["history", "ORD-1", "--as-of", "noon"]
-                .map(String::from)
-                .to_vec(),
+            args(&["history", "ORD-1", "--as-of", "noon"]),
             2,
             "--as-of",
         ),
         case(
             "bad --valid-at",
-            ["state", "ORD-1", "--valid-at", "2026-13-01"]
-                .map(String::from)
-                .to_vec(),
+            args(&["state", "ORD-1", "--valid-at", "2026-13-01"]),
             2,
             "--valid-at",
         ),
         case(
             "bad order id to read",
-            ["state", "ORD 1"].map(String::from).to_vec(),
+            args(&["state", "ORD 1"]),
             2,
             "order id",
         ),
         case(
             "bad export --as-of",
-            ["export", "--as-of", "later"].map(String::from).to_vec(),
+            args(&["export", "--as-of", "later"]),
             2,
             "--as-of",
         ),
@@ -512,7 +508,7 @@ fn cases(l: &TestLedger) -> Vec<Case> {
         ),
         Case {
             name: "empty batch on stdin",
-            args: ["append", "--file", "-"].map(String::from).to_vec(),
+            args: args(&["append", "--file", "-"]),
             stdin: Some(Vec::new()),
             code: 2,
             message: "holds no events",
@@ -605,21 +601,19 @@ fn cases(l: &TestLedger) -> Vec<Case> {
         // Exit 1: operational.
         case(
             "unknown order",
-            ["state", "ORD-404"].map(String::from).to_vec(),
+            args(&["state", "ORD-404"]),
             1,
             "order ORD-404 not found",
         ),
         case(
             "history of an unknown order",
-            ["history", "ORD-404"].map(String::from).to_vec(),
+            args(&["history", "ORD-404"]),
             1,
             "not found",
         ),
         case(
             "import file that does not exist",
-            ["import", "/nonexistent/file.ndjson"]
-                .map(String::from)
-                .to_vec(),
+            args(&["import", "/nonexistent/file.ndjson"]),
             1,
             "does not exist",
         ),
@@ -631,9 +625,7 @@ fn cases(l: &TestLedger) -> Vec<Case> {
         ),
         case(
             "batch file that does not exist",
-            ["append", "--file", "/nonexistent/batch.ndjson"]
-                .map(String::from)
-                .to_vec(),
+            args(&["append", "--file", "/nonexistent/batch.ndjson"]),
             1,
             "/nonexistent/batch.ndjson",
         ),
@@ -806,173 +798,134 @@ fn cases(l: &TestLedger) -> Vec<Case> {
         ),
         case(
             "state with a bad --as-of",
-            ["state", "ORD-1", "--as-of", "yesterday"]
-                .map(String::from)
-                .to_vec(),
+            args(&["state", "ORD-1", "--as-of", "yesterday"]),
             2,
             "--as-of",
         ),
         case(
             "history with a bad --valid-at",
-            ["history", "ORD-1", "--valid-at", "2026-13-01"]
-                .map(String::from)
-                .to_vec(),
+            args(&["history", "ORD-1", "--valid-at", "2026-13-01"]),
             2,
             "--valid-at",
         ),
         case(
             "history with a negative position",
-            ["history", "ORD-1", "--at-position=-1"]
-                .map(String::from)
-                .to_vec(),
+            args(&["history", "ORD-1", "--at-position=-1"]),
             2,
             "--at-position",
         ),
         case(
             "state with an overflowing position",
-            ["state", "ORD-1", "--at-position", "18446744073709551616"]
-                .map(String::from)
-                .to_vec(),
+            args(&["state", "ORD-1", "--at-position", "18446744073709551616"]),
             2,
             "--at-position",
         ),
         case(
             "query customers with an empty customer",
-            ["query", "customers", "--customer", ""]
-                .map(String::from)
-                .to_vec(),
+            args(&["query", "customers", "--customer", ""]),
             2,
             "--customer",
         ),
         case(
             "query revenue with a bad --from",
-            ["query", "revenue", "--from", "last week"]
-                .map(String::from)
-                .to_vec(),
+            args(&["query", "revenue", "--from", "last week"]),
             2,
             "--from",
         ),
         case(
             "query revenue by week",
-            ["query", "revenue", "--by", "week"]
-                .map(String::from)
-                .to_vec(),
+            args(&["query", "revenue", "--by", "week"]),
             2,
             "week",
         ),
         case(
             "query orders with a non-numeric limit",
-            ["query", "orders", "--limit", "ten"]
-                .map(String::from)
-                .to_vec(),
+            args(&["query", "orders", "--limit", "ten"]),
             2,
             "--limit",
         ),
         case(
             "replay with a bad time",
-            ["replay", "--as-of", "2026-01-01T25:00:00Z"]
-                .map(String::from)
-                .to_vec(),
+            args(&["replay", "--as-of", "2026-01-01T25:00:00Z"]),
             2,
             "--as-of",
         ),
         case(
             "audit of a bad order id",
-            ["audit", ""].map(String::from).to_vec(),
+            args(&["audit", ""]),
             2,
             "order id",
         ),
         case(
             "audit of an unknown order",
-            ["audit", "ORD-404"].map(String::from).to_vec(),
+            args(&["audit", "ORD-404"]),
             1,
             "not found",
         ),
         case(
             "audit --actor with a bad --from",
-            ["audit", "--actor", "alice", "--from", "soon"]
-                .map(String::from)
-                .to_vec(),
+            args(&["audit", "--actor", "alice", "--from", "soon"]),
             2,
             "--from",
         ),
         case(
             "export with a bad --as-of",
-            ["export", "--as-of", "noon"].map(String::from).to_vec(),
+            args(&["export", "--as-of", "noon"]),
             2,
             "--as-of",
         ),
         case(
             "snapshot prune without --keep",
-            ["snapshot", "prune"].map(String::from).to_vec(),
+            args(&["snapshot", "prune"]),
             2,
             "--keep",
         ),
         case(
             "config of an unknown setting",
-            ["config", "colour", "red"].map(String::from).to_vec(),
+            args(&["config", "colour", "red"]),
             2,
             "unknown setting",
         ),
         case(
             "config with a negative value",
-            ["config", "snapshot_every", "--", "-5"]
-                .map(String::from)
-                .to_vec(),
+            args(&["config", "snapshot_every", "--", "-5"]),
             2,
             "snapshot_every",
         ),
-        case(
-            "unknown command",
-            ["frobnicate"].map(String::from).to_vec(),
-            2,
-            "frobnicate",
-        ),
+        case("unknown command", args(&["frobnicate"]), 2, "frobnicate"),
         case(
             "serve on a bad address",
-            ["serve", "--listen", "localhost"]
-                .map(String::from)
-                .to_vec(),
+            args(&["serve", "--listen", "localhost"]),
             2,
             "--listen",
         ),
         case(
             "serve on a public address without a token",
-            ["serve", "--listen", "0.0.0.0:0"]
-                .map(String::from)
-                .to_vec(),
+            args(&["serve", "--listen", "0.0.0.0:0"]),
             2,
             "--token-file",
         ),
         case(
             "serve with a missing token file",
-            ["serve", "--token-file", "/nonexistent/token"]
-                .map(String::from)
-                .to_vec(),
+            args(&["serve", "--token-file", "/nonexistent/token"]),
             1,
             "/nonexistent/token",
         ),
         case(
             "an https server URL",
-            ["--server", "https://example.com", "stats"]
-                .map(String::from)
-                .to_vec(),
+            args(&["--server", "https://example.com", "stats"]),
             2,
             "http://",
         ),
         case(
             "a server that is not there",
-            ["--server", "http://127.0.0.1:1", "state", "ORD-1"]
-                .map(String::from)
-                .to_vec(),
+            args(&["--server", "http://127.0.0.1:1", "state", "ORD-1"]),
             1,
             "cannot reach the server",
         ),
         case(
             "generate with a bad start",
-            ["generate", "--orders", "1", "--start", "tomorrow"]
-                .map(String::from)
-                .to_vec(),
+            args(&["generate", "--orders", "1", "--start", "tomorrow"]),
             2,
             "--start",
         ),

@@ -166,7 +166,7 @@ fn beside_a_server_reads_work_on_the_directory_and_writes_point_to_the_server() 
     // A read on the directory (a RocksDB secondary) sees what the server committed.
     assert_eq!(l.json(&["state", "ORD-2"])["status"], "placed");
     assert_eq!(l.json(&["stats"])["events"], 2);
-    l.ordo(&[
+    let place_ord_3 = [
         "append",
         "--order",
         "ORD-3",
@@ -174,10 +174,11 @@ fn beside_a_server_reads_work_on_the_directory_and_writes_point_to_the_server() 
         "order_placed",
         "--data",
         PLACED,
-    ])
-    .assert()
-    .code(1)
-    .stderr(predicate::str::contains(format!("--server {url}")));
+    ];
+    l.ordo(&place_ord_3)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!("--server {url}")));
 
     // The same command through the server, by flag and by environment.
     let through = |args: &[&str]| {
@@ -185,15 +186,7 @@ fn beside_a_server_reads_work_on_the_directory_and_writes_point_to_the_server() 
         all.extend_from_slice(args);
         l.json(&all)
     };
-    let r = through(&[
-        "append",
-        "--order",
-        "ORD-3",
-        "--type",
-        "order_placed",
-        "--data",
-        PLACED,
-    ]);
+    let r = through(&place_ord_3);
     assert_eq!(r["position"], 3);
     let batch = l.file(
         "batch.ndjson",
