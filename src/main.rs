@@ -1,5 +1,6 @@
 //! The `ordo` binary: parse, run, map errors to the exit codes of product.md section 7.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -31,10 +32,13 @@ fn main() -> ExitCode {
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
             if !broken_pipe {
-                eprintln!("error: {error:#}");
+                // Not eprintln!: it panics when stderr cannot be written (a full disk, a
+                // closed descriptor), and the exit code must still say what happened.
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "error: {error:#}");
                 if args.format == cli::Format::Json {
                     let json = serde_json::json!({"error": {"kind": kind, "message": format!("{error:#}")}});
-                    eprintln!("{json}");
+                    let _ = writeln!(stderr, "{json}");
                 }
             }
             ExitCode::from(code)

@@ -1,6 +1,7 @@
 //! `ordo serve`: opens the ledger for writing and runs the HTTP server until SIGINT or
 //! SIGTERM. The server itself is `ordo::server`.
 
+use std::io::Write;
 use std::net::SocketAddr;
 
 use anyhow::Result;
@@ -51,13 +52,18 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
         let server = Server::bind(ledger, options).await?;
         // Tests and scripts read this line for the port actually bound.
-        eprintln!(
+        // Written without eprintln!, which panics when stderr cannot be written.
+        let _ = writeln!(
+            std::io::stderr(),
             "ordo serve: listening on {} (ledger {})",
             server.url(),
             cli.data_dir.display()
         );
         server.run(ordo::server::shutdown_signal()).await?;
-        eprintln!("ordo serve: stopped; every acknowledged append is durable");
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordo serve: stopped; every acknowledged append is durable"
+        );
         Ok(())
     })
 }

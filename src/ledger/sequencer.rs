@@ -406,13 +406,23 @@ impl Writer {
                         tracing::warn!("cannot re-read the head after a failed commit: {read}")
                     }
                 }
-                let message = e.to_string();
+                let cause = match e {
+                    Error::Storage(cause) => cause,
+                    other => other.to_string(),
+                };
+                // After a failed WAL write RocksDB refuses all writes until reopened; say so,
+                // or every retry would get the same stale error with no way forward.
+                let next = if self.store.writes_refused() {
+                    "the storage engine now refuses writes until the ledger is reopened: restart ordo, then retry"
+                } else {
+                    "retry"
+                };
                 for (reply, chain, _) in accepted {
                     if let Some(chain) = chain {
                         chain.break_off();
                     }
                     let _ = reply.send(Err(Error::Storage(format!(
-                        "commit failed: {message}; retry with the same event ids (an event that did reach the disk is then reported as a duplicate)"
+                        "commit failed: {cause}; {next} with the same event ids (an event that did reach the disk is then reported as a duplicate)"
                     ))));
                 }
             }

@@ -290,6 +290,15 @@ impl Store {
         Ok(store)
     }
 
+    /// True when RocksDB has latched a write error (a failed WAL write or sync, a full
+    /// disk): it then refuses every write until the ledger is reopened. Probed with a
+    /// write-ahead-log note that changes no key (RocksDB exposes no getter for the latch).
+    pub fn writes_refused(&self) -> bool {
+        let mut probe = WriteBatch::default();
+        probe.put_log_data(b"ordo: write probe after a failed commit");
+        self.db.write(probe).is_err()
+    }
+
     /// The ledger directory.
     pub fn path(&self) -> &Path {
         &self.path
