@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: a temporary ledger and the `ordo` binary on it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod served;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
