@@ -122,7 +122,7 @@ fn write_seeds(out: &Path, ndjson: &[u8], records: &[Vec<u8>]) {
         }
     }
     for (i, line) in ndjson.split(|b| *b == b'\n').take(40).enumerate() {
-        write("ndjson_parser", format!("line-{i:02}.ndjson"), line);
+        write("ndjson_parser", format!("line-{i:02}.jsonl"), line);
     }
     for (i, time) in [
         "2026-03-01T09:30:00Z",
