@@ -202,7 +202,14 @@ impl Drop for Store {
 }
 
 fn storage(e: rocksdb::Error) -> Error {
-    Error::Storage(e.into_string())
+    let message = e.into_string();
+    // RocksDB's wording buries the one fact the operator needs first.
+    if message.contains("No space left on device") {
+        return Error::Storage(format!(
+            "the disk holding the ledger is full; free space, then retry ({message})"
+        ));
+    }
+    Error::Storage(message)
 }
 
 /// The block cache shared by all column families of a store.
