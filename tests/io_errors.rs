@@ -310,8 +310,9 @@ fn a_full_disk_fails_appends_clearly_and_the_ledger_works_again_when_space_is_fr
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("error: storage error: the disk holding the ledger is full; free space, then retry")
-            && stderr.contains("No space left on device"),
+        stderr.contains(
+            "error: storage error: the disk holding the ledger is full; free space, then retry"
+        ) && stderr.contains("No space left on device"),
         "the error names the full disk: {stderr}"
     );
     // Reading needs no space on the ledger's disk: nothing acknowledged was lost.
