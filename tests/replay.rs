@@ -125,10 +125,14 @@ fn answered(ledger: &Ledger, filter: &Filter) -> Naive {
 /// A ledger of a generated workload, imported in commits small enough that automatic
 /// snapshots (every 300 events) land in the middle of the log.
 fn generated_ledger(dir: &std::path::Path, seed: u64) -> Ledger {
+    generated_ledger_of(dir, seed, 250)
+}
+
+fn generated_ledger_of(dir: &std::path::Path, seed: u64, orders: u64) -> Ledger {
     let file = dir.join("events.ndjson");
     let mut out = Vec::new();
     let options = GenerateOptions {
-        orders: 250,
+        orders,
         seed,
         start: Timestamp::parse("2026-01-01").expect("date"),
         days: 60,
@@ -165,6 +169,33 @@ fn stored_projections_equal_a_naive_fold_and_a_rebuild() {
         ledger.snapshots().expect("list").len() >= 3,
         "automatic snapshots were taken"
     );
+}
+
+#[test]
+fn a_full_replay_is_exact_at_every_edge_of_its_read_ahead_chunks() {
+    // The fold reads the log on a second thread in chunks of 1,024 events: targets on,
+    // before and after chunk edges must stop exactly there.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ledger = generated_ledger_of(tmp.path(), 11, 600);
+    let head = ledger.head().expect("head").position.0;
+    assert!(head > 2_100, "the log spans three chunks: {head} events");
+    for target in [1, 1_023, 1_024, 1_025, 2_047, 2_048, 2_049, head - 1, head] {
+        let filter = Filter {
+            at_position: Some(Position(target)),
+            ..Filter::default()
+        };
+        let replayed =
+            ordo::replay::replay(ledger.store(), &filter, false, &NoProgress).expect("replay");
+        assert_eq!(replayed.position, Position(target));
+        assert_eq!(
+            replayed.events_applied, target,
+            "every event up to the target"
+        );
+        let expected = naive(&ledger, &filter);
+        let orders: Vec<OrderState> = replayed.book.orders.values().cloned().collect();
+        assert_eq!(orders, expected.orders, "order states at {target}");
+        assert_eq!(replayed.book.totals.statuses.to_vec(), expected.statuses);
+    }
 }
 
 proptest! {

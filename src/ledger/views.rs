@@ -261,9 +261,17 @@ impl Ledger {
         progress: Box<dyn Progress + Send>,
     ) -> Result<RebuildReport> {
         self.writer()?.exclusive(move |store: &Store| {
-            let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref())?;
-            let rebuilt = projections_digest(&replayed.book);
-            let live = projections_digest(&store.live_book()?);
+            // The live projections are read and digested while the log is folded: the writer
+            // is held, so they cannot change meanwhile.
+            let (replayed, live) = std::thread::scope(|scope| {
+                let live = scope.spawn(|| store.live_book().map(|book| projections_digest(&book)));
+                let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref());
+                let live = live.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (replayed, live)
+            });
+            let (replayed, live) = (replayed?, live?);
+            let replacement = store.replacement(&replayed.book);
+            let rebuilt = replacement.digest();
             let matched = rebuilt == live;
             if !matched && !force {
                 return Err(Error::Corruption {
@@ -273,7 +281,7 @@ impl Ledger {
                     ),
                 });
             }
-            store.replace_projections(&replayed.book)?;
+            store.replace_projections(replacement)?;
             Ok(RebuildReport {
                 events: replayed.events_applied,
                 rebuilt_digest: rebuilt.to_hex(),

@@ -264,20 +264,72 @@ fn fold_tail(
     progress.begin("replaying", Some(target.0.saturating_sub(base.0)));
     let mut events_applied = 0;
     if target >= start {
-        for event in store.events_from(start) {
-            let event = event?;
-            if event.position > target {
-                break;
+        // Reading and decoding the log (iterator, CRC, bincode, id checks) is about half of
+        // a fold; a second thread does it while this one folds, a chunk at a time.
+        std::thread::scope(|scope| -> Result<()> {
+            let chunks = read_ahead(scope, store, start, target);
+            for chunk in chunks {
+                let chunk = chunk?;
+                progress.advance(chunk.len() as u64);
+                for event in &chunk {
+                    if filter.valid_at.is_none_or(|v| event.occurred_at <= v) {
+                        fold(event)?;
+                        events_applied += 1;
+                    }
+                }
             }
-            progress.advance(1);
-            if filter.valid_at.is_none_or(|v| event.occurred_at <= v) {
-                fold(&event)?;
-                events_applied += 1;
-            }
-        }
+            Ok(())
+        })?;
     }
     progress.end();
     Ok(events_applied)
+}
+
+/// Events per chunk handed from the reading thread to the folding one: large enough that
+/// the hand-over costs nothing per event, small enough that a short tail starts at once.
+const READ_AHEAD_CHUNK_EVENTS: usize = 1_024;
+
+/// Chunks the reader may be ahead of the fold (bounds the memory of a replay).
+const READ_AHEAD_CHUNKS_MAX: usize = 4;
+
+/// Reads the events `start..=target` on a scoped thread, in chunks, in position order. The
+/// first error ends the stream; dropping the receiver stops the reader.
+fn read_ahead<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    store: &'scope Store,
+    start: Position,
+    target: Position,
+) -> std::sync::mpsc::Receiver<Result<Vec<Event>>> {
+    let (chunks, receiver) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS_MAX);
+    scope.spawn(move || {
+        let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK_EVENTS);
+        for event in store.events_from(start) {
+            match event {
+                Ok(event) if event.position > target => break,
+                Ok(event) => {
+                    chunk.push(event);
+                    if chunk.len() == READ_AHEAD_CHUNK_EVENTS
+                        && chunks
+                            .send(Ok(std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(READ_AHEAD_CHUNK_EVENTS),
+                            )))
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = chunks.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = chunks.send(Ok(chunk));
+        }
+    });
+    receiver
 }
 
 fn hash_at(store: &Store, target: Position) -> Result<Hash> {

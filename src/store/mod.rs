@@ -21,7 +21,7 @@ pub mod keys;
 mod projections;
 mod scratch;
 
-pub use projections::{Settings, SnapshotHeader, digest as projections_digest};
+pub use projections::{Replacement, Settings, SnapshotHeader, digest as projections_digest};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 
 use std::fs;

@@ -72,6 +72,20 @@ pub fn digest(book: &Book) -> Hash {
     Hash(hasher.finalize().into())
 }
 
+/// Every stored projection replaced by a book's, built but not yet written
+/// (`Store::replacement`).
+pub struct Replacement {
+    batch: WriteBatch,
+    digest: Hash,
+}
+
+impl Replacement {
+    /// The book's `digest`.
+    pub fn digest(&self) -> Hash {
+        self.digest
+    }
+}
+
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::Corruption {
         position: Position(0),
@@ -295,52 +309,56 @@ impl Store {
         Ok(book)
     }
 
-    /// Replaces every stored projection with `book`'s, atomically (`ordo rebuild`).
-    pub fn replace_projections(&self, book: &Book) -> Result<()> {
+    /// The write that replaces every stored projection with `book`'s (`ordo rebuild`),
+    /// with `book`'s `digest`: each row is encoded once, for both.
+    pub fn replacement(&self, book: &Book) -> Replacement {
         let mut batch = WriteBatch::default();
+        let mut hasher = Sha256::new();
         let everything: &[u8] = &[0xFF; 16];
         for cf in [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE] {
             batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
         }
-        self.put_book_rows(&mut batch, book);
+        // Rows in `digest`'s order.
         for state in book.orders.values() {
+            let value = codec::encode_state(state);
+            hasher.update(&value);
+            batch.put_cf(
+                self.cf(CF_ORDER_STATE),
+                keys::order_state_key(&state.order_id),
+                value,
+            );
             batch.put_cf(
                 self.cf(CF_STATUS_ORDERS),
                 keys::status_order_key(state.status, &state.order_id),
                 [],
             );
         }
-        batch.put_cf(
-            self.cf(CF_META),
-            keys::META_TOTALS,
-            codec::encode_record(&book.totals),
-        );
-        self.write(batch, Durability::Sync)
-    }
-
-    /// Puts `book`'s order, customer and revenue rows into the live column families.
-    fn put_book_rows(&self, batch: &mut WriteBatch, book: &Book) {
-        for state in book.orders.values() {
-            batch.put_cf(
-                self.cf(CF_ORDER_STATE),
-                keys::order_state_key(&state.order_id),
-                codec::encode_state(state),
-            );
-        }
         for (key, row) in &book.customers {
-            batch.put_cf(
-                self.cf(CF_CUSTOMERS),
-                keys::customer_key(key),
-                codec::encode_record(row),
-            );
+            let (key, value) = (keys::customer_key(key), codec::encode_record(row));
+            hasher.update(&key);
+            hasher.update(&value);
+            batch.put_cf(self.cf(CF_CUSTOMERS), key, value);
         }
         for (key, row) in &book.revenue {
-            batch.put_cf(
-                self.cf(CF_REVENUE),
-                keys::revenue_key(key),
-                codec::encode_record(row),
-            );
+            let (key, value) = (keys::revenue_key(key), codec::encode_record(row));
+            hasher.update(&key);
+            hasher.update(&value);
+            batch.put_cf(self.cf(CF_REVENUE), key, value);
         }
+        let totals = codec::encode_record(&book.totals);
+        hasher.update(&totals);
+        batch.put_cf(self.cf(CF_META), keys::META_TOTALS, totals);
+        let replacement = Replacement {
+            batch,
+            digest: Hash(hasher.finalize().into()),
+        };
+        debug_assert_eq!(replacement.digest, digest(book), "one encoding, one digest");
+        replacement
+    }
+
+    /// Writes a `replacement`, atomically and durably.
+    pub fn replace_projections(&self, replacement: Replacement) -> Result<()> {
+        self.write(replacement.batch, Durability::Sync)
     }
 
     /// Snapshots the stored projections at the head, durably, and returns the header.
