@@ -56,19 +56,41 @@ pub const SNAPSHOT_CHUNK_ROWS: usize = 20_000;
 
 /// A digest of every projection in `book`: equal books have equal digests.
 pub fn digest(book: &Book) -> Hash {
+    encode_rows(book, |_| {})
+}
+
+/// One encoded projection row of a book (`encode_rows`).
+enum Row<'a> {
+    Order(&'a OrderState, Vec<u8>),
+    Customer(Vec<u8>, Vec<u8>),
+    Revenue(Vec<u8>, Vec<u8>),
+    Totals(Vec<u8>),
+}
+
+/// Encodes every row of `book` once, in the digest's order, hands each to `visit`, and
+/// returns the digest: the one place that fixes what a digest covers and in which order.
+fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
     let mut hasher = Sha256::new();
     for state in book.orders.values() {
-        hasher.update(codec::encode_state(state));
+        let value = codec::encode_state(state);
+        hasher.update(&value);
+        visit(Row::Order(state, value));
     }
     for (key, row) in &book.customers {
-        hasher.update(keys::customer_key(key));
-        hasher.update(codec::encode_record(row));
+        let (key, value) = (keys::customer_key(key), codec::encode_record(row));
+        hasher.update(&key);
+        hasher.update(&value);
+        visit(Row::Customer(key, value));
     }
     for (key, row) in &book.revenue {
-        hasher.update(keys::revenue_key(key));
-        hasher.update(codec::encode_record(row));
+        let (key, value) = (keys::revenue_key(key), codec::encode_record(row));
+        hasher.update(&key);
+        hasher.update(&value);
+        visit(Row::Revenue(key, value));
     }
-    hasher.update(codec::encode_record(&book.totals));
+    let totals = codec::encode_record(&book.totals);
+    hasher.update(&totals);
+    visit(Row::Totals(totals));
     Hash(hasher.finalize().into())
 }
 
@@ -313,47 +335,28 @@ impl Store {
     /// with `book`'s `digest`: each row is encoded once, for both.
     pub fn replacement(&self, book: &Book) -> Replacement {
         let mut batch = WriteBatch::default();
-        let mut hasher = Sha256::new();
         let everything: &[u8] = &[0xFF; 16];
         for cf in [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE] {
             batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
         }
-        // Rows in `digest`'s order.
-        for state in book.orders.values() {
-            let value = codec::encode_state(state);
-            hasher.update(&value);
-            batch.put_cf(
-                self.cf(CF_ORDER_STATE),
-                keys::order_state_key(&state.order_id),
-                value,
-            );
-            batch.put_cf(
-                self.cf(CF_STATUS_ORDERS),
-                keys::status_order_key(state.status, &state.order_id),
-                [],
-            );
-        }
-        for (key, row) in &book.customers {
-            let (key, value) = (keys::customer_key(key), codec::encode_record(row));
-            hasher.update(&key);
-            hasher.update(&value);
-            batch.put_cf(self.cf(CF_CUSTOMERS), key, value);
-        }
-        for (key, row) in &book.revenue {
-            let (key, value) = (keys::revenue_key(key), codec::encode_record(row));
-            hasher.update(&key);
-            hasher.update(&value);
-            batch.put_cf(self.cf(CF_REVENUE), key, value);
-        }
-        let totals = codec::encode_record(&book.totals);
-        hasher.update(&totals);
-        batch.put_cf(self.cf(CF_META), keys::META_TOTALS, totals);
-        let replacement = Replacement {
-            batch,
-            digest: Hash(hasher.finalize().into()),
-        };
-        debug_assert_eq!(replacement.digest, digest(book), "one encoding, one digest");
-        replacement
+        let digest = encode_rows(book, |row| match row {
+            Row::Order(state, value) => {
+                batch.put_cf(
+                    self.cf(CF_ORDER_STATE),
+                    keys::order_state_key(&state.order_id),
+                    value,
+                );
+                batch.put_cf(
+                    self.cf(CF_STATUS_ORDERS),
+                    keys::status_order_key(state.status, &state.order_id),
+                    [],
+                );
+            }
+            Row::Customer(key, value) => batch.put_cf(self.cf(CF_CUSTOMERS), key, value),
+            Row::Revenue(key, value) => batch.put_cf(self.cf(CF_REVENUE), key, value),
+            Row::Totals(value) => batch.put_cf(self.cf(CF_META), keys::META_TOTALS, value),
+        });
+        Replacement { batch, digest }
     }
 
     /// Writes a `replacement`, atomically and durably.
