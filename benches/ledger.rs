@@ -43,6 +43,10 @@ use ordo::store::Access;
 use ordo::store::codec::{decode_event, encode_state};
 use ordo::store::keys::{event_id_key, event_key, order_index_key, order_state_key};
 
+// The binary's allocator (src/main.rs), so that in-process figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Events per generated order, measured on `ordo generate` output (used to size it; a little
 /// low, so that the workload reaches `--events`).
 const EVENTS_PER_ORDER: f64 = 4.54;

@@ -16,6 +16,10 @@ use ordo::store::codec::{decode_event, encode_event};
 use ordo::store::keys::{event_key, order_index_key, order_state_key};
 use ordo::store::{Access, Durability, chain};
 
+// The binary's allocator (src/main.rs), so that in-process figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The longest order stream of a 200-order generated workload.
 fn sample_stream() -> Vec<Event> {
     let tmp = tempfile::tempdir().expect("a temporary directory");
