@@ -198,3 +198,38 @@ fn rebuild_matches_the_live_projections_and_swaps_them() {
     // Queries still answer the same after the swap.
     assert_eq!(t.json(&["query", "statuses"])[1]["count"], 1);
 }
+
+#[test]
+fn rebuild_reports_a_damaged_projection_row_and_force_repairs_it() {
+    let t = two_orders();
+    let before = t.json(&["state", "ORD-1"]);
+    {
+        // Flip one byte of ORD-1's stored state: the live digest no longer matches the log.
+        let store =
+            ordo::store::Store::open(&t.dir(), ordo::store::Access::ReadWrite).expect("opens");
+        let rows = store.raw_rows(ordo::store::CF_ORDER_STATE).expect("reads");
+        let (key, mut value) = rows
+            .into_iter()
+            .find(|(key, _)| key == b"ORD-1")
+            .expect("ORD-1 has a state row");
+        let middle = value.len() / 2;
+        value[middle] ^= 0x01;
+        store
+            .tamper_raw(ordo::store::CF_ORDER_STATE, &key, Some(&value))
+            .expect("writes");
+    }
+    let refused = t.ordo(&["rebuild"]).output().expect("runs");
+    assert_eq!(refused.status.code(), Some(5), "a mismatch is corruption");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("differ") && message.contains("--force"),
+        "{message}"
+    );
+    let forced = t.json(&["rebuild", "--force"]);
+    assert_eq!(forced["matched"], false);
+    assert_eq!(forced["swapped"], true);
+    assert_ne!(forced["rebuilt_digest"], forced["live_digest"]);
+    // The row is whole again: the next rebuild matches and the state reads as before.
+    assert_eq!(t.json(&["rebuild"])["matched"], true);
+    assert_eq!(t.json(&["state", "ORD-1"]), before);
+}

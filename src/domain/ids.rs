@@ -22,10 +22,16 @@ fn validate_identifier(s: &str) -> Result<(), String> {
             s.chars().count()
         ));
     }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    // Bytes, not chars: every allowed character is ASCII, and every identifier read from the
+    // log is checked again when decoded (a replay checks millions).
+    if let Some(at) = s
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')))
     {
+        let c = s[at..]
+            .chars()
+            .next()
+            .expect("a byte position inside the string");
         return Err(format!(
             "contains {c:?}; only A-Z a-z 0-9 . _ : - are allowed"
         ));

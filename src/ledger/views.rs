@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::projection::query::{self, OrderFilter, RevenueFilter};
 use crate::projection::{Book, PROJECTION_VERSION};
 use crate::replay::{self, Replay, Summary};
-use crate::store::{Access, Settings, SnapshotHeader, Store, chain, projections_digest};
+use crate::store::{Access, Settings, SnapshotHeader, Store, chain};
 
 /// A snapshot as `snapshot list` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -264,7 +264,7 @@ impl Ledger {
             // The live projections are read and digested while the log is folded: the writer
             // is held, so they cannot change meanwhile.
             let (replayed, live) = std::thread::scope(|scope| {
-                let live = scope.spawn(|| store.live_book().map(|book| projections_digest(&book)));
+                let live = scope.spawn(|| store.live_digest());
                 let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref());
                 let live = live.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (replayed, live)

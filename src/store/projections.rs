@@ -108,6 +108,18 @@ impl Replacement {
     }
 }
 
+/// What `Store::live_rows` walked.
+struct LiveRows {
+    /// The head position the rows are at.
+    position: Position,
+    /// The stored totals.
+    totals: Totals,
+    /// Order-state rows.
+    orders: u64,
+    /// Their `digest`.
+    digest: Hash,
+}
+
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::Corruption {
         position: Position(0),
@@ -302,33 +314,57 @@ impl Store {
             .collect()
     }
 
-    /// The stored projections as a `Book` at the head. Read through one RocksDB snapshot:
-    /// every commit is one atomic WriteBatch, so the snapshot sits between two commits and
-    /// the book is consistent even while the writer goes on committing (automatic
-    /// snapshots are taken on a background thread).
-    pub fn live_book(&self) -> Result<Book> {
+    /// The digest of the stored projections at the head (equal to `digest` of the book
+    /// they hold), computed over their stored bytes without decoding them: a rebuild
+    /// compares it with the digest of the book it folded. A row whose bytes were damaged
+    /// makes the digests differ (the rebuild reports it), it does not stop the rebuild.
+    pub fn live_digest(&self) -> Result<Hash> {
         let snapshot = self.db.snapshot();
-        let at = Some(&snapshot);
+        Ok(self.live_rows(&snapshot, |_, _, _| Ok(()))?.digest)
+    }
+
+    /// Walks every live projection row as stored, read through the RocksDB `snapshot`
+    /// (consistent: it sits between two commits), in `digest`'s order: order states,
+    /// customers, revenue (`visit` gets the snapshot row kind, key and value), then the
+    /// totals. The one place that hashes stored rows the way `digest` hashes a book.
+    fn live_rows(
+        &self,
+        snapshot: &Snapshot<'_>,
+        mut visit: impl FnMut(u8, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<LiveRows> {
+        let at = Some(snapshot);
         let head: super::Head = self
             .meta_record_at(keys::META_HEAD, at)?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
-        let mut book = Book {
+        let totals: Totals = self
+            .meta_record_at(keys::META_TOTALS, at)?
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        let mut orders = 0u64;
+        for (live_cf, kind) in [
+            (CF_ORDER_STATE, keys::SNAPSHOT_ORDER),
+            (CF_CUSTOMERS, keys::SNAPSHOT_CUSTOMER),
+            (CF_REVENUE, keys::SNAPSHOT_REVENUE),
+        ] {
+            for item in self.scan_at(live_cf, &[], at) {
+                let (key, value) = item?;
+                if kind == keys::SNAPSHOT_ORDER {
+                    // `digest` hashes an order's encoded state alone (its key is inside).
+                    orders += 1;
+                } else {
+                    hasher.update(&key);
+                }
+                hasher.update(&value);
+                visit(kind, &key, &value)?;
+            }
+        }
+        hasher.update(codec::encode_record(&totals));
+        Ok(LiveRows {
             position: head.position,
-            totals: self
-                .meta_record_at(keys::META_TOTALS, at)?
-                .unwrap_or_default(),
-            customers: self.customer_rows_at(at)?.into_iter().collect(),
-            revenue: self.revenue_rows_at(at)?.into_iter().collect(),
-            ..Book::default()
-        };
-        book.orders = self
-            .scan_at(CF_ORDER_STATE, &[], at)
-            .map(|item| {
-                let state: OrderState = decode("order_state", &item?.1)?;
-                Ok((state.order_id.clone(), state))
-            })
-            .collect::<Result<_>>()?;
-        Ok(book)
+            totals,
+            orders,
+            digest: Hash(hasher.finalize().into()),
+        })
     }
 
     /// The write that replaces every stored projection with `book`'s (`ordo rebuild`),
@@ -373,55 +409,35 @@ impl Store {
     /// written last, with fsync; until then the snapshot does not exist for readers.
     pub fn write_snapshot(&self, created_at: Timestamp) -> Result<SnapshotHeader> {
         let snapshot = self.db.snapshot();
-        let at = Some(&snapshot);
         let head: super::Head = self
-            .meta_record_at(keys::META_HEAD, at)?
+            .meta_record_at(keys::META_HEAD, Some(&snapshot))?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
-        let totals: Totals = self
-            .meta_record_at(keys::META_TOTALS, at)?
-            .unwrap_or_default();
         let position = head.position;
-        let mut hasher = Sha256::new();
         let mut batch = WriteBatch::default();
         self.delete_snapshot_rows(&mut batch, position);
-        let mut orders = 0u64;
-        for (live_cf, kind) in [
-            (CF_ORDER_STATE, keys::SNAPSHOT_ORDER),
-            (CF_CUSTOMERS, keys::SNAPSHOT_CUSTOMER),
-            (CF_REVENUE, keys::SNAPSHOT_REVENUE),
-        ] {
-            for item in self.scan_at(live_cf, &[], at) {
-                let (key, value) = item?;
-                if kind == keys::SNAPSHOT_ORDER {
-                    // `digest` hashes an order's encoded state alone (its key is inside).
-                    orders += 1;
-                } else {
-                    hasher.update(&key);
-                }
-                hasher.update(&value);
-                batch.put_cf(
-                    self.cf(CF_SNAPSHOTS),
-                    keys::snapshot_key(position, kind, &key),
-                    &value,
-                );
-                if batch.len() >= SNAPSHOT_CHUNK_ROWS {
-                    self.write(std::mem::take(&mut batch), Durability::Sync)?;
-                }
+        let rows = self.live_rows(&snapshot, |kind, key, value| {
+            batch.put_cf(
+                self.cf(CF_SNAPSHOTS),
+                keys::snapshot_key(position, kind, key),
+                value,
+            );
+            if batch.len() >= SNAPSHOT_CHUNK_ROWS {
+                self.write(std::mem::take(&mut batch), Durability::Sync)?;
             }
-        }
-        let totals_bytes = codec::encode_record(&totals);
-        hasher.update(&totals_bytes);
+            Ok(())
+        })?;
+        assert_eq!(rows.position, position, "one RocksDB snapshot, one head");
         batch.put_cf(
             self.cf(CF_SNAPSHOTS),
             keys::snapshot_key(position, 0, &[]),
-            totals_bytes,
+            codec::encode_record(&rows.totals),
         );
         let header = SnapshotHeader {
             position,
-            max_occurred_at: totals.max_occurred_at,
-            digest: Hash(hasher.finalize().into()),
+            max_occurred_at: rows.totals.max_occurred_at,
+            digest: rows.digest,
             projection_version: crate::projection::PROJECTION_VERSION,
-            orders,
+            orders: rows.orders,
             created_at,
         };
         batch.put_cf(
