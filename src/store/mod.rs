@@ -28,8 +28,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    ColumnFamilyDescriptor, DB, DBCompressionType, DBRawIterator, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -197,6 +197,38 @@ impl Drop for Store {
         {
             // Only costs the next reader time: everything is in the fsync'ed WAL.
             tracing::warn!("flushing memtables on close failed: {e}");
+        }
+    }
+}
+
+/// The iterator of `Store::raw_scan`.
+struct RawScan<'s, F> {
+    rows: DBRawIterator<'s>,
+    map: F,
+    /// Whether the first row was returned (the seek placed the iterator on it).
+    started: bool,
+    /// The end or an error was reached.
+    done: bool,
+}
+
+impl<T, F: FnMut(&[u8], &[u8]) -> Result<T>> Iterator for RawScan<'_, F> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if self.done {
+            return None;
+        }
+        if self.started {
+            self.rows.next();
+        }
+        self.started = true;
+        match self.rows.item() {
+            Some((key, value)) => Some((self.map)(key, value)),
+            None => {
+                // Not valid: the end, or a read error that ended the iteration.
+                self.done = true;
+                self.rows.status().err().map(|e| Err(storage(e)))
+            }
         }
     }
 }
@@ -398,25 +430,37 @@ impl Store {
     /// Events from position `from` (inclusive) on, in position order, each decoded and
     /// checked against its key.
     pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
-        let start = keys::event_key(from);
         // A scan of the log reads each block once: caching it would only evict hot blocks
         // (and freeing a full cache made closing the store slow).
         let mut opts = ReadOptions::default();
         opts.fill_cache(false);
-        self.db
-            .iterator_cf_opt(
-                self.cf(CF_EVENTS),
-                opts,
-                IteratorMode::From(&start, Direction::Forward),
-            )
-            .map(|item| {
-                let (key, value) = item.map_err(storage)?;
-                let position = keys::decode_event_key(&key).ok_or_else(|| Error::Corruption {
-                    position: Position(0),
-                    reason: format!("malformed event key of {} bytes", key.len()),
-                })?;
-                decode_checked(position, &value)
-            })
+        self.raw_scan(CF_EVENTS, opts, &keys::event_key(from), |key, value| {
+            let position = keys::decode_event_key(key).ok_or_else(|| Error::Corruption {
+                position: Position(0),
+                reason: format!("malformed event key of {} bytes", key.len()),
+            })?;
+            decode_checked(position, value)
+        })
+    }
+
+    /// Rows of column family `cf` from key `from` on (bounded by `opts`), each mapped by
+    /// `map` from the key and value borrowed from RocksDB's buffers: no allocation or copy
+    /// per row, which was a third of the cost of scanning the log or a snapshot.
+    fn raw_scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
+        &'s self,
+        cf: &str,
+        opts: ReadOptions,
+        from: &[u8],
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        let mut rows = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
+        rows.seek(from);
+        RawScan {
+            rows,
+            map,
+            started: false,
+            done: false,
+        }
     }
 
     /// Positions of one order's events, in version order, with their versions.

@@ -1,7 +1,7 @@
 //! Stored projections, snapshots and settings: rows in the `status_orders`, `customers`,
 //! `revenue` and `snapshots` column families and in `meta` (docs/format.md).
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, Snapshot, WriteBatch};
+use rocksdb::{ReadOptions, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
@@ -14,9 +14,6 @@ use crate::error::{Error, Result};
 use crate::projection::{
     Add, Book, CustomerKey, CustomerRow, Delta, RevenueKey, RevenueRow, Totals, status_index,
 };
-
-/// A raw key and value read from RocksDB.
-type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 /// Ledger settings, shown and changed by `ordo config`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,41 +208,37 @@ impl Store {
         raw.map(|bytes| decode(cf, &bytes)).transpose()
     }
 
-    /// Every (key, value) of a column family under `prefix`, in key order.
-    fn scan<'s>(
+    /// Every row of a column family under `prefix`, in key order, mapped by `map` from its
+    /// key and value (borrowed: see `raw_scan`).
+    fn scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
         cf: &str,
         prefix: &[u8],
-    ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
-        self.scan_at(cf, prefix, None)
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        self.scan_at(cf, prefix, None, map)
     }
 
     /// `scan` as of a RocksDB snapshot (`None`: now).
-    fn scan_at<'s>(
+    fn scan_at<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
         cf: &str,
         prefix: &[u8],
         at: Option<&Snapshot<'_>>,
-    ) -> impl Iterator<Item = Result<KeyValue>> + use<'s> {
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
         let mut opts = read_options(at);
         // Scans read whole column families (snapshots, live projections): see `events_from`.
         opts.fill_cache(false);
         if let Some(upper) = prefix_upper_bound(prefix) {
             opts.set_iterate_upper_bound(upper);
         }
-        self.db
-            .iterator_cf_opt(
-                self.cf(cf),
-                opts,
-                IteratorMode::From(prefix, Direction::Forward),
-            )
-            .map(|item| item.map_err(storage))
+        self.raw_scan(cf, opts, prefix, map)
     }
 
     /// Every order's current state, in order-id order.
     pub fn order_states(&self) -> impl Iterator<Item = Result<OrderState>> + '_ {
-        self.scan(CF_ORDER_STATE, &[])
-            .map(|item| decode("order_state", &item?.1))
+        self.scan(CF_ORDER_STATE, &[], |_, value| decode("order_state", value))
     }
 
     /// The current state of every order in `status`, in order-id order.
@@ -254,8 +247,7 @@ impl Store {
         status: Status,
     ) -> impl Iterator<Item = Result<OrderState>> + '_ {
         let prefix = [u8::try_from(status_index(status)).expect("six statuses")];
-        self.scan(CF_STATUS_ORDERS, &prefix).map(move |item| {
-            let (key, _) = item?;
+        self.scan(CF_STATUS_ORDERS, &prefix, move |key, _| {
             let order_id = std::str::from_utf8(&key[1..])
                 .ok()
                 .and_then(|id| OrderId::new(id).ok())
@@ -305,13 +297,11 @@ impl Store {
         decode_key: fn(&[u8]) -> Option<K>,
         at: Option<&Snapshot<'_>>,
     ) -> Result<Vec<(K, V)>> {
-        self.scan_at(cf, &[], at)
-            .map(|item| {
-                let (key, value) = item?;
-                let key = decode_key(&key).ok_or_else(|| corrupt(cf, "malformed key"))?;
-                Ok((key, decode(cf, &value)?))
-            })
-            .collect()
+        self.scan_at(cf, &[], at, |key, value| {
+            let key = decode_key(key).ok_or_else(|| corrupt(cf, "malformed key"))?;
+            Ok((key, decode(cf, value)?))
+        })
+        .collect()
     }
 
     /// The digest of the stored projections at the head (equal to `digest` of the book
@@ -346,16 +336,18 @@ impl Store {
             (CF_CUSTOMERS, keys::SNAPSHOT_CUSTOMER),
             (CF_REVENUE, keys::SNAPSHOT_REVENUE),
         ] {
-            for item in self.scan_at(live_cf, &[], at) {
-                let (key, value) = item?;
+            let rows = self.scan_at(live_cf, &[], at, |key, value| {
                 if kind == keys::SNAPSHOT_ORDER {
                     // `digest` hashes an order's encoded state alone (its key is inside).
                     orders += 1;
                 } else {
-                    hasher.update(&key);
+                    hasher.update(key);
                 }
-                hasher.update(&value);
-                visit(kind, &key, &value)?;
+                hasher.update(value);
+                visit(kind, key, value)
+            });
+            for row in rows {
+                row?;
             }
         }
         hasher.update(codec::encode_record(&totals));
@@ -457,9 +449,10 @@ impl Store {
 
     /// Every snapshot header, oldest first.
     pub fn snapshot_headers(&self) -> Result<Vec<SnapshotHeader>> {
-        self.scan(CF_META, keys::META_SNAPSHOT_PREFIX)
-            .map(|item| decode("snapshot header", &item?.1))
-            .collect()
+        self.scan(CF_META, keys::META_SNAPSHOT_PREFIX, |_, value| {
+            decode("snapshot header", value)
+        })
+        .collect()
     }
 
     /// Loads the snapshot at `header.position` and checks it against the header's digest.
@@ -531,45 +524,49 @@ impl Store {
         let mut totals_bytes = None;
         // Rows arrive in key order: collecting them builds the map in bulk, in linear time.
         let mut orders = Vec::with_capacity(usize::try_from(header.orders).unwrap_or(0));
-        for item in self.scan(CF_SNAPSHOTS, &prefix) {
-            let (key, value) = item?;
+        let scanned = self.scan(CF_SNAPSHOTS, &prefix, |key, value| {
             let (kind, row_key) = match key.get(8..) {
                 Some([kind, rest @ ..]) => (*kind, rest),
                 _ => return Err(corrupt(&what, "malformed key")),
             };
             match kind {
                 0 => {
-                    book.totals = decode(&what, &value)?;
-                    totals_bytes = Some(value);
+                    book.totals = decode(&what, value)?;
+                    totals_bytes = Some(value.to_vec());
                 }
                 keys::SNAPSHOT_ORDER => {
-                    hasher.update(&value);
+                    hasher.update(value);
                     if rows {
                         let state: OrderState =
-                            codec::decode_state(&value).map_err(|reason| corrupt(&what, reason))?;
+                            codec::decode_state(value).map_err(|reason| corrupt(&what, reason))?;
                         orders.push((state.order_id.clone(), state));
                     }
                 }
+                // Keys are decoded only when the rows are loaded; a check alone hashes them.
                 keys::SNAPSHOT_CUSTOMER => {
-                    let key = keys::decode_customer_key(row_key)
-                        .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
                     hasher.update(row_key);
-                    hasher.update(&value);
+                    hasher.update(value);
                     if rows {
-                        book.customers.insert(key, decode(&what, &value)?);
+                        let key = keys::decode_customer_key(row_key)
+                            .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
+                        book.customers.insert(key, decode(&what, value)?);
                     }
                 }
                 keys::SNAPSHOT_REVENUE => {
-                    let key = keys::decode_revenue_key(row_key)
-                        .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
                     hasher.update(row_key);
-                    hasher.update(&value);
+                    hasher.update(value);
                     if rows {
-                        book.revenue.insert(key, decode(&what, &value)?);
+                        let key = keys::decode_revenue_key(row_key)
+                            .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
+                        book.revenue.insert(key, decode(&what, value)?);
                     }
                 }
                 other => return Err(corrupt(&what, format!("unknown row kind {other}"))),
             }
+            Ok(())
+        });
+        for row in scanned {
+            row?;
         }
         book.orders = orders.into_iter().collect();
         let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
