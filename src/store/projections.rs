@@ -107,8 +107,6 @@ impl Replacement {
 
 /// What `Store::live_rows` walked.
 struct LiveRows {
-    /// The head position the rows are at.
-    position: Position,
     /// The stored totals.
     totals: Totals,
     /// Order-state rows.
@@ -323,9 +321,6 @@ impl Store {
         mut visit: impl FnMut(u8, &[u8], &[u8]) -> Result<()>,
     ) -> Result<LiveRows> {
         let at = Some(snapshot);
-        let head: super::Head = self
-            .meta_record_at(keys::META_HEAD, at)?
-            .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
         let totals: Totals = self
             .meta_record_at(keys::META_TOTALS, at)?
             .unwrap_or_default();
@@ -346,13 +341,10 @@ impl Store {
                 hasher.update(value);
                 visit(kind, key, value)
             });
-            for row in rows {
-                row?;
-            }
+            rows.collect::<Result<()>>()?;
         }
         hasher.update(codec::encode_record(&totals));
         Ok(LiveRows {
-            position: head.position,
             totals,
             orders,
             digest: Hash(hasher.finalize().into()),
@@ -418,7 +410,6 @@ impl Store {
             }
             Ok(())
         })?;
-        assert_eq!(rows.position, position, "one RocksDB snapshot, one head");
         batch.put_cf(
             self.cf(CF_SNAPSHOTS),
             keys::snapshot_key(position, 0, &[]),
@@ -565,9 +556,7 @@ impl Store {
             }
             Ok(())
         });
-        for row in scanned {
-            row?;
-        }
+        scanned.collect::<Result<()>>()?;
         book.orders = orders.into_iter().collect();
         let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
         hasher.update(&totals_bytes);
