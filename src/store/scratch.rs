@@ -95,12 +95,23 @@ impl Scratch {
         states: impl Iterator<Item = (&'a OrderId, &'a OrderState)>,
         ids: impl Iterator<Item = (&'a EventId, &'a S)>,
     ) -> Result<()> {
+        // Sorted (ids before states: their tag sorts first): the memtable inserts keys in
+        // batch order, and a key next to the last one is found with the skip list's nodes
+        // still in the CPU cache. The callers' hash maps yield them in random order.
+        let mut ids: Vec<_> = ids
+            .map(|(event_id, value)| (id_key(event_id), value))
+            .collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut states: Vec<_> = states
+            .map(|(order_id, state)| (state_key(order_id), state))
+            .collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut batch = WriteBatch::default();
-        for (order_id, state) in states {
-            batch.put(state_key(order_id), codec::encode_state(state));
+        for (key, value) in ids {
+            batch.put(key, codec::encode_record(value));
         }
-        for (event_id, value) in ids {
-            batch.put(id_key(event_id), codec::encode_record(value));
+        for (key, state) in states {
+            batch.put(key, codec::encode_state(state));
         }
         let mut opts = WriteOptions::default();
         opts.disable_wal(true);
