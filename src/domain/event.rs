@@ -104,10 +104,16 @@ macro_rules! event_types {
 
             /// The `data` object as JSON.
             pub fn to_json(&self) -> Value {
-                let value = match self {
-                    $(EventData::$variant(d) => serde_json::to_value(d),)*
-                };
-                value.expect("event data always serializes to JSON (plain structs of strings and integers)")
+                self.serialize_data(serde_json::value::Serializer)
+                    .expect("event data always serializes to JSON (plain structs of strings and integers)")
+            }
+
+            /// Serializes the `data` object alone (the variant's struct, without the
+            /// variant's name that `Serialize` for `EventData` wraps it in).
+            pub fn serialize_data<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(EventData::$variant(d) => d.serialize(serializer),)*
+                }
             }
         }
     };

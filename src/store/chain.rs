@@ -17,8 +17,8 @@ pub const GENESIS: Hash = Hash([0u8; 32]);
 
 /// The bytes of `event` that the chain covers: `write_canonical` of
 /// `Event::envelope_json_unhashed`, written directly (the top-level keys are fixed, so they
-/// are written in their byte order without building and sorting a JSON object; a test
-/// checks the two agree byte for byte).
+/// are written in their byte order; `data` goes through `canonical::Writer`, which sorts
+/// each struct's keys; no JSON value is built; a test checks the two agree byte for byte).
 pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let key = |out: &mut Vec<u8>, first: bool, name: &str| {
@@ -33,7 +33,10 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     key(&mut out, false, "correlation_id");
     string_or_null(&mut out, event.correlation_id.as_ref().map(|l| l.as_str()));
     key(&mut out, false, "data");
-    write_canonical(&event.data.to_json(), &mut out);
+    event
+        .data
+        .serialize_data(super::canonical::Writer::new(&mut out))
+        .expect("event data are structs of strings, integers, options and lists");
     key(&mut out, false, "event_id");
     string(&mut out, &event.event_id.to_string());
     key(&mut out, false, "occurred_at");
@@ -55,7 +58,7 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
 }
 
 /// A JSON string, escaped as serde_json escapes it.
-fn string(out: &mut Vec<u8>, text: &str) {
+pub(super) fn string(out: &mut Vec<u8>, text: &str) {
     // serde_json escapes only `"`, `\` and control characters; identifiers, times and ids
     // (most strings here) have none, and copying them is a fraction of its escaping loop.
     // A fold without early exit: the compiler vectorizes it.

@@ -15,6 +15,7 @@
 //! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
 //! the WAL is fsynced.
 
+mod canonical;
 pub mod chain;
 pub mod codec;
 pub mod keys;
