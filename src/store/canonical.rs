@@ -52,6 +52,15 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// The serializer's integer methods: each writes the number in decimal.
+macro_rules! integers {
+    ($($method:ident: $int:ty,)*) => {
+        $(fn $method(self, v: $int) -> Result<(), Unsupported> {
+            self.integer(v)
+        })*
+    };
+}
+
 impl<'a> ser::Serializer for Writer<'a> {
     type Ok = ();
     type Error = Unsupported;
@@ -68,35 +77,10 @@ impl<'a> ser::Serializer for Writer<'a> {
             .extend_from_slice(if v { b"true" } else { b"false" });
         Ok(())
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
-        self.integer(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Unsupported> {
-        self.integer(v)
+    integers! {
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128,
     }
     fn serialize_f32(self, _: f32) -> Result<(), Unsupported> {
         unsupported("a float")
@@ -217,37 +201,26 @@ impl List<'_> {
     }
 }
 
-impl ser::SerializeSeq for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.close()
-    }
+/// Lists, tuples and tuple structs are all JSON arrays.
+macro_rules! list_impls {
+    ($($trait:ident::$method:ident,)*) => {
+        $(impl ser::$trait for List<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+                self.item(value)
+            }
+            fn end(self) -> Result<(), Unsupported> {
+                self.close()
+            }
+        })*
+    };
 }
 
-impl ser::SerializeTuple for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for List<'_> {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
-        self.item(value)
-    }
-    fn end(self) -> Result<(), Unsupported> {
-        self.close()
-    }
+list_impls! {
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
 }
 
 /// A struct being written as an object. Its fields are written as they come, `"key":value`
