@@ -119,3 +119,75 @@ fn a_commit_failing_after_its_write_is_found_again_and_never_duplicated() {
     assert_eq!(reopened.head().expect("head").position, Position(6));
     assert_whole(&reopened);
 }
+
+/// The writer stages the next group while the previous one is written. When a commit
+/// fails, the group staged on top of it is refused unwritten (its positions assumed the
+/// failed one). Whatever the interleaving, every answer must be true: an acknowledged event
+/// is stored where it was said to be, a failed one can be retried, and nothing is stored
+/// twice or skipped.
+#[test]
+fn a_commit_failing_among_concurrent_appends_leaves_every_answer_true() {
+    const WRITERS: u32 = 8;
+    const EACH: u32 = 40;
+    for fault in [Fault::BeforeWrite, Fault::AfterWrite] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ledger = Ledger::open(dir.path(), Access::ReadWrite).expect("open");
+        type Answer = (
+            String,
+            String,
+            Result<ordo::ledger::AppendResult, ordo::Error>,
+        );
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let ledger = &ledger;
+                    scope.spawn(move || {
+                        (0..EACH)
+                            .map(|i| {
+                                if w == 0 && i == EACH / 2 {
+                                    ledger.store().inject_fault(fault);
+                                }
+                                let n = w * 1000 + i;
+                                let order = format!("W{w}-{i}");
+                                let answer = ledger.append(placed(&order, &id(n)));
+                                (order, id(n), answer)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("writer thread"))
+                .collect()
+        });
+        assert!(
+            answers.iter().any(|(_, _, answer)| answer.is_err()),
+            "{fault:?}: the injected fault fails a commit"
+        );
+        for (_, event_id, answer) in &answers {
+            match answer {
+                Ok(result) => {
+                    let stored = ledger
+                        .log(result.position, Some(result.position), None)
+                        .next()
+                        .expect("an acknowledged event is stored")
+                        .expect("readable");
+                    assert_eq!(stored.event_id.to_string(), *event_id, "{fault:?}");
+                }
+                Err(e) => assert_eq!(e.kind(), "storage", "{fault:?}: {e}"),
+            }
+        }
+        // Every failed append is retried with its id: each ends up stored exactly once.
+        for (order, event_id, answer) in &answers {
+            if answer.is_err() {
+                ledger
+                    .append(placed(order, event_id))
+                    .expect("the retry succeeds");
+            }
+        }
+        let head = ledger.head().expect("head").position;
+        assert_eq!(head, Position(u64::from(WRITERS * EACH)), "{fault:?}");
+        assert_whole(&ledger);
+    }
+}

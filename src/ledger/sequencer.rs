@@ -1,11 +1,17 @@
-//! The sequencer: the ledger's single writer. One thread owns the head; callers on any
-//! thread submit requests (one event, or an atomic batch) over a bounded queue and wait for
-//! the answer. The thread takes every request waiting in the queue (up to
-//! `COMMIT_EVENTS_MAX` events), stages each against the rules (a refused request is rolled
-//! back alone), writes all accepted ones in one `WriteBatch` with one fsync, and only then
-//! answers: group commit.
+//! The sequencer: the ledger's single writer. One thread (the stager) owns the head;
+//! callers on any thread submit requests (one event, or an atomic batch) over a bounded
+//! queue and wait for the answer. The stager takes every request waiting in the queue (up
+//! to `COMMIT_EVENTS_MAX` events), stages each against the rules (a refused request is
+//! rolled back alone), writes all accepted ones in one `WriteBatch` with one fsync, and only
+//! then answers: group commit.
 //!
-//! The HTTP server of a later issue submits through the same `Sequencer` handle.
+//! A group of `PIPELINE_EVENTS_MIN` events or more (an import's batches) is written by a
+//! second thread, the committer, while the stager stages the next group on top of it. One
+//! group at most is in flight, and the next is handed over only once it is written; if its
+//! commit fails, the group staged on top of it is refused unwritten (its positions assumed
+//! the failed one) and staging starts again from the stored head.
+//!
+//! The HTTP server submits through the same `Sequencer` handle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,11 +20,11 @@ use std::thread::JoinHandle;
 
 use crate::domain::Position;
 use crate::error::{Error, Result};
-use crate::store::{Commit, Durability, Head, SnapshotHeader, Store};
+use crate::store::{Durability, Head, SnapshotHeader, Store};
 
 use super::clock_now;
 use super::input::NewEvent;
-use super::stage::{AppendResult, Stage};
+use super::stage::{AppendResult, Sealed, Stage};
 
 /// Most events in one request (`append --file`, an HTTP batch): product.md section 4.
 pub const BATCH_EVENTS_MAX: usize = 10_000;
@@ -31,7 +37,7 @@ pub const QUEUE_REQUESTS_MAX: usize = 4096;
 /// send the answer.
 struct Request {
     events: Vec<(Option<u64>, NewEvent)>,
-    reply: SyncSender<Result<Vec<AppendResult>>>,
+    reply: Reply,
     chain: Option<Chain>,
 }
 
@@ -101,22 +107,34 @@ impl Sequencer {
         let (queue, requests) = sync_channel(QUEUE_REQUESTS_MAX);
         let counters = Arc::new(Counters::default());
         let (publish, committed) = tokio::sync::watch::channel(head.position);
-        let writer_counters = counters.clone();
+        let mut committer = Committer {
+            store: store.clone(),
+            head,
+            durability,
+            counters: counters.clone(),
+            publish,
+            snapshotter: None,
+            snapshot_pending: false,
+            snapshot_every_events: 0,
+        };
+        committer.read_settings();
+        // One group is written while the next is staged.
+        let (jobs, job_queue) = sync_channel(1);
+        let (returner, returns) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("ordo-committer".to_owned())
+            .spawn(move || commit_in_background(&job_queue, &returner))
+            .map_err(|e| Error::Storage(format!("cannot start the committer thread: {e}")))?;
+        let writer = Writer {
+            store,
+            counters: counters.clone(),
+            committer: Some(committer),
+            jobs: Some(jobs),
+            returns,
+        };
         let worker = std::thread::Builder::new()
             .name("ordo-sequencer".to_owned())
-            .spawn(move || {
-                Writer {
-                    store,
-                    head,
-                    durability,
-                    counters: writer_counters,
-                    publish,
-                    snapshotter: None,
-                    snapshot_pending: false,
-                    snapshot_every_events: 0,
-                }
-                .run(&requests)
-            })
+            .spawn(move || writer.run(&requests, head, thread))
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Sequencer {
             queue: Some(queue),
@@ -208,41 +226,78 @@ impl Drop for Sequencer {
     }
 }
 
+/// A request the stager accepted: where to answer, its chain, and its results.
+type Accepted = (Reply, Option<Chain>, Vec<AppendResult>);
+
+/// Groups of at least this many events are written on the committer thread while the
+/// stager stages the next group; smaller ones are written by the stager itself. Handing a
+/// group to another thread costs a wake-up (50 to 100 µs on this project's 2-core VM when
+/// the other core is idle): more than staging a few events, far less than staging an
+/// import's batch (about 5 µs per event).
+pub const PIPELINE_EVENTS_MIN: usize = 256;
+
+/// A commit that failed: the head the store holds after it, and what its requests were
+/// told (the stager tells the same to a group it staged on top of it).
+struct Failed {
+    head: Head,
+    message: String,
+}
+
+/// Where a request's answer goes.
+type Reply = SyncSender<Result<Vec<AppendResult>>>;
+
+/// Answers to send once the stager knows the outcome of their commit.
+struct Answers(Vec<(Reply, Result<Vec<AppendResult>>)>);
+
+impl Answers {
+    fn send(self) {
+        for (reply, answer) in self.0 {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// What the committer thread hands back after a pipelined commit: the committer itself
+/// and the outcome.
+type Returned = (Committer, std::result::Result<(), Failed>);
+
+/// The stager: takes the queued requests as a group, stages them, and has them committed.
+/// A large group is handed, with the `Committer` itself, to the committer thread, and the
+/// stager stages the next group meanwhile (the handed group's states and ids stay readable
+/// in the stage until it is written): the rules, the hash chain and the lookups of one
+/// import batch overlap the write and fsync of the previous one.
 struct Writer {
     store: Arc<Store>,
-    head: Head,
-    durability: Durability,
     counters: Arc<Counters>,
-    publish: tokio::sync::watch::Sender<Position>,
-    /// The automatic snapshot being taken in the background, if any.
-    snapshotter: Option<JoinHandle<()>>,
-    /// A snapshot fell due while another was running: it starts when that one ends.
-    snapshot_pending: bool,
-    /// The ledger's `snapshot_every_events`, read at start and after exclusive work (the
-    /// only way settings change), not from RocksDB after every commit.
-    snapshot_every_events: u64,
+    /// Here unless a group is in flight on the committer thread.
+    committer: Option<Committer>,
+    jobs: Option<SyncSender<(Committer, Sealed, Vec<Accepted>)>>,
+    returns: Receiver<Returned>,
 }
 
 impl Writer {
-    fn run(mut self, requests: &Receiver<Work>) {
-        self.read_settings();
+    fn run(mut self, requests: &Receiver<Work>, head: Head, thread: JoinHandle<()>) {
+        let store = self.store.clone();
+        let mut stage = Stage::new(&store, head, true);
         let mut carried: Option<Work> = None;
         loop {
             let first = match carried.take() {
                 Some(work) => work,
                 None => match requests.recv() {
                     Ok(work) => work,
-                    Err(_) => {
-                        self.close_snapshots();
-                        return;
-                    }
+                    Err(_) => break,
                 },
             };
             let first = match first {
                 Work::Append(request) => request,
                 Work::Exclusive(job) => {
+                    // Nothing may be in flight: the work sees (and may replace) the store
+                    // between two commits, and the stage reads from the store afterwards.
+                    let _ = self.settle(&mut stage, true);
                     job(&self.store);
-                    self.read_settings();
+                    if let Some(committer) = &mut self.committer {
+                        committer.read_settings();
+                    }
                     continue;
                 }
             };
@@ -263,12 +318,173 @@ impl Writer {
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
             }
-            let before = self.head.position;
-            self.commit_group(group);
-            self.snapshot_if_due(before);
+            self.stage_group(&mut stage, group);
+        }
+        let _ = self.settle(&mut stage, true);
+        // Closing the committer thread's queue stops it.
+        self.jobs.take();
+        let _ = thread.join();
+        if let Some(committer) = &mut self.committer {
+            committer.close_snapshots();
         }
     }
 
+    /// Waits until the group in flight is written (or, with `wait` false, looks whether it
+    /// is). If its commit failed, the stage starts again from the head the store holds, and
+    /// the failure is returned: whatever was staged on top of that group must not be
+    /// written.
+    fn settle(&mut self, stage: &mut Stage<'_>, wait: bool) -> std::result::Result<(), String> {
+        if self.committer.is_some() {
+            return Ok(());
+        }
+        let returned = if wait {
+            self.returns.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            self.returns.try_recv()
+        };
+        let failed = match returned {
+            Err(TryRecvError::Empty) => return Ok(()),
+            Ok((committer, outcome)) => {
+                self.committer = Some(committer);
+                match outcome {
+                    Ok(()) => {
+                        stage.release_sealed();
+                        return Ok(());
+                    }
+                    Err(failed) => failed,
+                }
+            }
+            // The committer thread panicked; the stage is left as it is, and every later
+            // request is refused (there is no committer any more).
+            Err(TryRecvError::Disconnected) => return Err(stopped().to_string()),
+        };
+        stage.restart(failed.head);
+        Err(failed.message)
+    }
+
+    /// Stages each request (a refused one is rolled back alone and answered at once), waits
+    /// for the group in flight, and commits this one: on the committer thread when it is
+    /// large, here otherwise.
+    fn stage_group(&mut self, stage: &mut Stage<'_>, group: Vec<Request>) {
+        self.counters
+            .requests
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
+        // A commit that failed before this group was staged must not take it down too (the
+        // committer thread hands back a failure before anyone is answered, so a retry
+        // always lands here after the failure is known); nothing is staged yet, so there is
+        // nothing to refuse.
+        let _ = self.settle(stage, false);
+        let mut accepted = Vec::with_capacity(group.len());
+        for request in group {
+            if request.chain.as_ref().is_some_and(Chain::broken) {
+                let _ = request.reply.send(Err(Error::Storage(
+                    "an earlier batch of the same import failed; this one was not written"
+                        .to_owned(),
+                )));
+                continue;
+            }
+            let checkpoint = stage.checkpoint();
+            match stage_request(stage, request.events) {
+                Ok(results) => accepted.push((request.reply, request.chain, results)),
+                Err(e) => {
+                    stage.rollback(checkpoint);
+                    if let Some(chain) = &request.chain {
+                        chain.break_off();
+                    }
+                    let _ = request.reply.send(Err(e));
+                }
+            }
+        }
+        if let Err(message) = self.settle(stage, true) {
+            // Staged on top of a group whose commit failed: its positions and states
+            // assume that group; the stage was reset, and nothing of this one is written.
+            refuse(accepted, &message);
+            return;
+        }
+        let Some(mut committer) = self.committer.take() else {
+            refuse(accepted, &stopped().to_string());
+            return;
+        };
+        let sealed = stage.seal();
+        if sealed.len() >= PIPELINE_EVENTS_MIN
+            && let Some(jobs) = &self.jobs
+        {
+            match jobs.send((committer, sealed, accepted)) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError((back, sealed, accepted))) => {
+                    // The committer thread is gone: commit here instead.
+                    committer = back;
+                    self.commit_here(stage, committer, sealed, accepted);
+                    return;
+                }
+            }
+        }
+        self.commit_here(stage, committer, sealed, accepted);
+    }
+
+    /// Commits a sealed group on this thread.
+    fn commit_here(
+        &mut self,
+        stage: &mut Stage<'_>,
+        mut committer: Committer,
+        sealed: Sealed,
+        accepted: Vec<Accepted>,
+    ) {
+        let (outcome, answers) = committer.commit(&sealed, accepted);
+        self.committer = Some(committer);
+        match outcome {
+            Ok(()) => stage.release_sealed(),
+            Err(failed) => stage.restart(failed.head),
+        }
+        answers.send();
+    }
+}
+
+/// Answers accepted requests that will not be written.
+fn refuse(accepted: Vec<Accepted>, message: &str) {
+    for (reply, chain, _) in accepted {
+        if let Some(chain) = chain {
+            chain.break_off();
+        }
+        let _ = reply.send(Err(Error::Storage(message.to_owned())));
+    }
+}
+
+/// The committer thread: commits the groups it is handed and hands the committer back
+/// with the outcome before anyone is answered.
+fn commit_in_background(
+    jobs: &Receiver<(Committer, Sealed, Vec<Accepted>)>,
+    returns: &SyncSender<Returned>,
+) {
+    for (mut committer, sealed, accepted) in jobs {
+        let (outcome, answers) = committer.commit(&sealed, accepted);
+        // The sealed group is dropped only after the stager released it from its stage:
+        // either way its states are shared, never copied.
+        let _ = returns.send((committer, outcome));
+        answers.send();
+    }
+}
+
+/// Writes sealed groups (one `WriteBatch`, one fsync each), publishes the new head, and
+/// starts automatic snapshots. Owned by the stager, or by the committer thread while it
+/// writes a group for it: never both.
+struct Committer {
+    store: Arc<Store>,
+    /// The committed head.
+    head: Head,
+    durability: Durability,
+    counters: Arc<Counters>,
+    publish: tokio::sync::watch::Sender<Position>,
+    /// The automatic snapshot being taken in the background, if any.
+    snapshotter: Option<JoinHandle<()>>,
+    /// A snapshot fell due while another was running: it starts when that one ends.
+    snapshot_pending: bool,
+    /// The ledger's `snapshot_every_events`, read at start and after exclusive work (the
+    /// only way settings change), not from RocksDB after every commit.
+    snapshot_every_events: u64,
+}
+
+impl Committer {
     /// Refreshes the cached settings. A failure is logged and turns automatic snapshots
     /// off until the next successful read: snapshots only save time.
     fn read_settings(&mut self) {
@@ -279,6 +495,107 @@ impl Writer {
                 0
             }
         };
+    }
+
+    /// Writes `sealed`; returns the outcome and the answers to its requests, to send once
+    /// the stager knows the outcome.
+    fn commit(
+        &mut self,
+        sealed: &Sealed,
+        accepted: Vec<Accepted>,
+    ) -> (std::result::Result<(), Failed>, Answers) {
+        let commit = sealed.commit();
+        if let Some(first) = commit.events.first() {
+            assert_eq!(
+                first.position,
+                self.head.position.next(),
+                "a commit continues the committed head"
+            );
+        }
+        let before = self.head.position;
+        let written = if sealed.is_empty() {
+            // Only duplicates (or nothing) were accepted: nothing to write, and their
+            // originals are durable (the stager settled the group in flight first).
+            Ok(())
+        } else {
+            self.store.commit(&commit, self.durability)
+        };
+        match written {
+            Ok(()) => {
+                if !sealed.is_empty() {
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .events
+                        .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+                    self.head = sealed.head();
+                    // Published before answering: a client that saw its append acknowledged
+                    // and then subscribes finds the head at least there.
+                    self.publish.send_replace(self.head.position);
+                    self.snapshot_if_due(before);
+                }
+                let answers = accepted
+                    .into_iter()
+                    .map(|(reply, _, results)| (reply, Ok(results)))
+                    .collect();
+                (Ok(()), Answers(answers))
+            }
+            Err(e) => {
+                let message = self.failed(e);
+                // Chains are broken before the stager hears of the failure, so that it
+                // refuses their later requests.
+                let answers = accepted
+                    .into_iter()
+                    .map(|(reply, chain, _)| {
+                        if let Some(chain) = chain {
+                            chain.break_off();
+                        }
+                        (reply, Err(Error::Storage(message.clone())))
+                    })
+                    .collect();
+                let failed = Failed {
+                    head: self.head,
+                    message,
+                };
+                (Err(failed), Answers(answers))
+            }
+        }
+    }
+
+    /// After a failed commit: re-reads the head and returns what its requests are told.
+    fn failed(&mut self, e: Error) -> String {
+        // The batch is atomic, but a failure reported after the write (an fsync error for
+        // data that reached the disk) may leave all of it stored: the head on disk, not the
+        // cached one, is the truth. Re-read it, so that the next commit chains to what is
+        // stored (never overwriting a position), and a retry with the same event ids finds
+        // them as duplicates.
+        match self.store.head() {
+            Ok(stored) => {
+                if stored != self.head {
+                    tracing::warn!(
+                        "a failed commit reached the disk: head {} -> {}",
+                        self.head.position,
+                        stored.position
+                    );
+                    self.head = stored;
+                    self.publish.send_replace(stored.position);
+                }
+            }
+            Err(read) => tracing::warn!("cannot re-read the head after a failed commit: {read}"),
+        }
+        let cause = match e {
+            Error::Storage(cause) => cause,
+            other => other.to_string(),
+        };
+        // After a failed WAL write RocksDB refuses all writes until reopened; say so, or
+        // every retry would get the same stale error with no way forward.
+        let next = if self.store.writes_refused() {
+            "the storage engine now refuses writes until the ledger is reopened: restart ordo, then retry"
+        } else {
+            "retry"
+        };
+        format!(
+            "commit failed: {cause}; {next} with the same event ids (an event that did reach the disk is then reported as a duplicate)"
+        )
     }
 
     /// Closing: lets a background snapshot finish before the store closes, and takes a
@@ -326,106 +643,6 @@ impl Writer {
         match spawned {
             Ok(handle) => self.snapshotter = Some(handle),
             Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
-        }
-    }
-
-    /// Stages each request, commits the accepted ones together, then answers everyone.
-    fn commit_group(&mut self, group: Vec<Request>) {
-        self.counters
-            .requests
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        let mut stage = Stage::new(&self.store, self.head, true);
-        let mut accepted = Vec::with_capacity(group.len());
-        for request in group {
-            if request.chain.as_ref().is_some_and(Chain::broken) {
-                let _ = request.reply.send(Err(Error::Storage(
-                    "an earlier batch of the same import failed; this one was not written"
-                        .to_owned(),
-                )));
-                continue;
-            }
-            let checkpoint = stage.checkpoint();
-            match stage_request(&mut stage, request.events) {
-                Ok(results) => accepted.push((request.reply, request.chain, results)),
-                Err(e) => {
-                    stage.rollback(checkpoint);
-                    if let Some(chain) = &request.chain {
-                        chain.break_off();
-                    }
-                    let _ = request.reply.send(Err(e));
-                }
-            }
-        }
-        let head = stage.head();
-        let (events, states, delta) = stage.take();
-        let outcome = if events.is_empty() {
-            Ok(())
-        } else {
-            let commit = Commit {
-                events: &events,
-                states: states.values().collect(),
-                head,
-                delta: &delta,
-            };
-            self.store.commit(&commit, self.durability).inspect(|()| {
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .events
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-            })
-        };
-        match outcome {
-            Ok(()) => {
-                self.head = head;
-                // Published before answering: a client that saw its append acknowledged and
-                // then subscribes finds the head at least there.
-                self.publish.send_replace(head.position);
-                for (reply, _, results) in accepted {
-                    let _ = reply.send(Ok(results));
-                }
-            }
-            Err(e) => {
-                // The batch is atomic, but a failure reported after the write (an fsync
-                // error for data that reached the disk) may leave all of it stored: the
-                // head on disk, not the cached one, is the truth. Re-read it, so that the
-                // next commit chains to what is stored (never overwriting a position), and a
-                // retry with the same event ids finds them as duplicates.
-                match self.store.head() {
-                    Ok(stored) => {
-                        if stored != self.head {
-                            tracing::warn!(
-                                "a failed commit reached the disk: head {} -> {}",
-                                self.head.position,
-                                stored.position
-                            );
-                            self.head = stored;
-                            self.publish.send_replace(stored.position);
-                        }
-                    }
-                    Err(read) => {
-                        tracing::warn!("cannot re-read the head after a failed commit: {read}")
-                    }
-                }
-                let cause = match e {
-                    Error::Storage(cause) => cause,
-                    other => other.to_string(),
-                };
-                // After a failed WAL write RocksDB refuses all writes until reopened; say so,
-                // or every retry would get the same stale error with no way forward.
-                let next = if self.store.writes_refused() {
-                    "the storage engine now refuses writes until the ledger is reopened: restart ordo, then retry"
-                } else {
-                    "retry"
-                };
-                for (reply, chain, _) in accepted {
-                    if let Some(chain) = chain {
-                        chain.break_off();
-                    }
-                    let _ = reply.send(Err(Error::Storage(format!(
-                        "commit failed: {cause}; {next} with the same event ids (an event that did reach the disk is then reported as a duplicate)"
-                    ))));
-                }
-            }
         }
     }
 }

@@ -4,6 +4,11 @@
 //! states. It keeps an overlay over the store with an undo log, so one rejected request in a
 //! group commit is rolled back without disturbing the others.
 //!
+//! The overlay is layered, newest first: the current group's states and ids, a dry run's
+//! older generation, a sealed generation being written elsewhere (the sequencer's group in
+//! flight, or a dry run's spill on its way to the scratch table), the scratch table, and
+//! the store.
+//!
 //! The sequencer stages for real; `import` stages a whole file in a dry run first (keeping no
 //! events) so that a bad line anywhere means nothing is written.
 
@@ -19,7 +24,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::projection::{Delta, Effects, effects};
-use crate::store::{Head, Scratch, Store, chain, codec};
+use crate::store::{Commit, Head, Scratch, Store, chain, codec};
 
 /// Staged states plus ids a dry run keeps in memory before it moves them to its scratch
 /// table (about 100 MB at the sizes of generated orders): three generations of a third
@@ -80,14 +85,12 @@ struct Generation {
     ids: HashMap<EventId, StagedId>,
 }
 
-/// A dry run's scratch table and the generation being written to it. Encoding and writing
-/// a generation took a third of the validation pass on the staging thread (perf, 1M
+/// A dry run's scratch table and the thread writing a generation to it. Encoding and
+/// writing a generation took a third of the validation pass on the staging thread (perf, 1M
 /// import); a background thread does it while staging goes on, and lookups read the
-/// generation from memory until it is written.
+/// generation from memory (`Stage::sealed`) until it is written.
 struct Spill {
     scratch: Arc<Scratch>,
-    /// The generation being written, newer than everything in the scratch table.
-    moving: Option<Arc<Generation>>,
     writer: Option<JoinHandle<Result<()>>>,
 }
 
@@ -99,24 +102,21 @@ impl Spill {
                 Error::Storage("the thread writing to the scratch table panicked".to_owned())
             })??;
         }
-        self.moving = None;
         Ok(())
     }
 
-    /// Starts writing `generation` once the previous one is written.
-    fn start(&mut self, generation: Generation) -> Result<()> {
-        self.finish()?;
-        if generation.states.is_empty() && generation.ids.is_empty() {
-            return Ok(());
-        }
-        let generation = Arc::new(generation);
-        let (scratch, moving) = (self.scratch.clone(), generation.clone());
+    /// Starts writing `generation` (the previous one must be finished).
+    fn start(&mut self, generation: Arc<Generation>) -> Result<()> {
+        assert!(
+            self.writer.is_none(),
+            "one generation at a time goes to the scratch table"
+        );
+        let scratch = self.scratch.clone();
         let writer = std::thread::Builder::new()
             .name("ordo-spill".to_owned())
-            .spawn(move || scratch.put(moving.states.iter(), moving.ids.iter()))
+            .spawn(move || scratch.put(generation.states.iter(), generation.ids.iter()))
             .map_err(|e| Error::Storage(format!("cannot start the spill thread: {e}")))?;
         self.writer = Some(writer);
-        self.moving = Some(generation);
         Ok(())
     }
 }
@@ -126,6 +126,43 @@ impl Drop for Spill {
         // An abandoned dry run (a bad line) still lets the writer end before the scratch
         // table's directory goes.
         let _ = self.finish();
+    }
+}
+
+/// A group of staged events sealed for its commit (`Stage::seal`): the stage keeps reading
+/// the group's order states and ids from the same shared generation until the commit is
+/// written (`Stage::release_sealed`), so the next group can be staged meanwhile.
+pub struct Sealed {
+    events: Vec<Event>,
+    generation: Arc<Generation>,
+    delta: Delta,
+    head: Head,
+}
+
+impl Sealed {
+    /// The write that stores the group.
+    pub fn commit(&self) -> Commit<'_> {
+        Commit {
+            events: &self.events,
+            states: self.generation.states.values().collect(),
+            head: self.head,
+            delta: &self.delta,
+        }
+    }
+
+    /// The head after the group.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// Events in the group.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when every request of the group was refused.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 }
 
@@ -140,6 +177,9 @@ pub struct Stage<'s> {
     effects: Vec<(OrderId, Timestamp, Effects)>,
     keep_events: bool,
     undo: Vec<Undo>,
+    /// A generation being written elsewhere, newer than everything written: a dry run's
+    /// spill on its way to the scratch table, or the sequencer's group being committed.
+    sealed: Option<Arc<Generation>>,
     /// Where a dry run moves its staged states and ids when memory holds `spill_at`.
     spill: Option<Spill>,
     spill_at: usize,
@@ -162,6 +202,7 @@ impl<'s> Stage<'s> {
             effects: Vec::new(),
             keep_events,
             undo: Vec::new(),
+            sealed: None,
             spill: None,
             spill_at: usize::MAX,
             older_states: HashMap::new(),
@@ -180,7 +221,6 @@ impl<'s> Stage<'s> {
         Stage {
             spill: Some(Spill {
                 scratch: Arc::new(scratch),
-                moving: None,
                 writer: None,
             }),
             spill_at: entries_max.max(1),
@@ -196,19 +236,21 @@ impl<'s> Stage<'s> {
         if let Some(spill) = &mut self.spill
             && self.states.len() + self.ids.len() >= self.spill_at.div_ceil(3)
         {
-            spill.start(Generation {
+            spill.finish()?;
+            self.sealed = None;
+            let older = Generation {
                 states: std::mem::take(&mut self.older_states),
                 ids: std::mem::take(&mut self.older_ids),
-            })?;
+            };
+            if !older.states.is_empty() || !older.ids.is_empty() {
+                let older = Arc::new(older);
+                spill.start(older.clone())?;
+                self.sealed = Some(older);
+            }
             self.older_states = std::mem::take(&mut self.states);
             self.older_ids = std::mem::take(&mut self.ids);
         }
         Ok(())
-    }
-
-    /// The head after everything staged so far.
-    pub fn head(&self) -> Head {
-        self.head
     }
 
     /// Remembers the current point so that `rollback` can return to it.
@@ -247,20 +289,47 @@ impl<'s> Stage<'s> {
         self.head = checkpoint.head;
     }
 
-    /// Staged events, the states of the orders they touched and their sum of projection
-    /// effects, leaving the stage empty (its head stays).
-    pub fn take(&mut self) -> (Vec<Event>, HashMap<OrderId, OrderState>, Delta) {
+    /// Seals everything staged since the last seal for its commit: the staged events, the
+    /// states of the orders they touched and their sum of projection effects. Until
+    /// `release_sealed`, later stages still read those states and ids from the sealed
+    /// group, so they can go on while it is written.
+    pub fn seal(&mut self) -> Sealed {
+        assert!(self.keep_events, "a dry run keeps no events to seal");
+        assert!(
+            self.sealed.is_none(),
+            "the previous sealed group is released (written) before the next is sealed"
+        );
         self.undo.clear();
-        self.ids.clear();
         let mut delta = Delta::default();
         for (order_id, occurred_at, effects) in self.effects.drain(..) {
             delta.add(&order_id, occurred_at, effects);
         }
-        (
-            std::mem::take(&mut self.events),
-            std::mem::take(&mut self.states),
+        let generation = Arc::new(Generation {
+            states: std::mem::take(&mut self.states),
+            ids: std::mem::take(&mut self.ids),
+        });
+        self.sealed = Some(generation.clone());
+        Sealed {
+            events: std::mem::take(&mut self.events),
+            generation,
             delta,
-        )
+            head: self.head,
+        }
+    }
+
+    /// Forgets everything staged and sealed, and starts again at `head` (what the store
+    /// holds after a failed commit).
+    pub fn restart(&mut self, head: Head) {
+        assert!(
+            self.spill.is_none(),
+            "a dry run is abandoned, not restarted"
+        );
+        *self = Stage::new(self.store, head, self.keep_events);
+    }
+
+    /// The sealed group is written: from now on the store answers for it.
+    pub fn release_sealed(&mut self) {
+        self.sealed = None;
     }
 
     fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
@@ -268,16 +337,14 @@ impl<'s> Stage<'s> {
             .states
             .get(order_id)
             .or_else(|| self.older_states.get(order_id))
+            .or_else(|| self.sealed.as_ref().and_then(|g| g.states.get(order_id)))
         {
             return Ok(Some(state.clone()));
         }
-        if let Some(spill) = &self.spill {
-            if let Some(state) = spill.moving.as_ref().and_then(|g| g.states.get(order_id)) {
-                return Ok(Some(state.clone()));
-            }
-            if let Some(state) = spill.scratch.state(order_id)? {
-                return Ok(Some(state));
-            }
+        if let Some(spill) = &self.spill
+            && let Some(state) = spill.scratch.state(order_id)?
+        {
+            return Ok(Some(state));
         }
         self.store.order_state(order_id)
     }
@@ -287,15 +354,13 @@ impl<'s> Stage<'s> {
             .ids
             .get(event_id)
             .or_else(|| self.older_ids.get(event_id))
+            .or_else(|| self.sealed.as_ref().and_then(|g| g.ids.get(event_id)))
         {
             return Ok(Some((staged.result.clone(), staged.digest)));
         }
         let Some(spill) = &self.spill else {
             return Ok(None);
         };
-        if let Some(staged) = spill.moving.as_ref().and_then(|g| g.ids.get(event_id)) {
-            return Ok(Some((staged.result.clone(), staged.digest)));
-        }
         Ok(spill
             .scratch
             .id::<StagedId>(event_id)?
