@@ -139,7 +139,7 @@ impl Ledger {
             return Ok(query::customers(rows.iter().map(|(k, r)| (k, r)), customer));
         }
         Ok(query::customers(
-            self.book_at(filter)?.customers.iter(),
+            self.book_at(filter)?.customers_in_order().into_iter(),
             customer,
         ))
     }

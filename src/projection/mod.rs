@@ -11,7 +11,7 @@
 
 pub mod query;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -291,8 +291,10 @@ impl Totals {
 pub struct Book {
     /// Every order's state.
     pub orders: BTreeMap<OrderId, OrderState>,
-    /// Per-customer totals.
-    pub customers: BTreeMap<CustomerKey, CustomerRow>,
+    /// Per-customer totals, unordered (`customers_in_order` sorts them). A fold looks a
+    /// customer up for most events: in a `BTreeMap` the string comparisons of that search
+    /// were 12% of a rebuild (perf, 1M events, 54,000 customers).
+    pub customers: HashMap<CustomerKey, CustomerRow>,
     /// Revenue by day.
     pub revenue: BTreeMap<RevenueKey, RevenueRow>,
     /// Status counts and latest occurred_at.
@@ -302,6 +304,13 @@ pub struct Book {
 }
 
 impl Book {
+    /// The customer rows in key order (the order of their stored keys and of the digest).
+    pub fn customers_in_order(&self) -> Vec<(&CustomerKey, &CustomerRow)> {
+        let mut rows: Vec<_> = self.customers.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
+    }
+
     /// Folds one event, in position order. Returns false (and changes nothing) for an event
     /// of an order that does not exist in this view (only in `--valid-at` views).
     pub fn apply(&mut self, event: &Event) -> bool {

@@ -73,7 +73,7 @@ fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
         hasher.update(&value);
         visit(Row::Order(state, value));
     }
-    for (key, row) in &book.customers {
+    for (key, row) in book.customers_in_order() {
         let (key, value) = (keys::customer_key(key), codec::encode_record(row));
         hasher.update(&key);
         hasher.update(&value);
