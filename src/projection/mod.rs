@@ -237,9 +237,10 @@ pub fn status_index(status: Status) -> usize {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
     /// Per order whose status changed: its status before the first and after the last event.
-    pub moves: BTreeMap<OrderId, (Option<Status>, Status)>,
+    /// (Hash maps: a commit adds one entry per event, and the commit sorts them once.)
+    pub moves: HashMap<OrderId, (Option<Status>, Status)>,
     /// Added to customer rows.
-    pub customers: BTreeMap<CustomerKey, CustomerRow>,
+    pub customers: HashMap<CustomerKey, CustomerRow>,
     /// Added to revenue rows.
     pub revenue: BTreeMap<RevenueKey, RevenueRow>,
     /// The latest occurred_at among the events.

@@ -169,7 +169,10 @@ impl Store {
     pub(super) fn put_delta(&self, batch: &mut WriteBatch, delta: &Delta) -> Result<()> {
         let status_cf = self.cf(CF_STATUS_ORDERS);
         let mut totals = self.totals()?;
-        for (order_id, (from, to)) in &delta.moves {
+        // In key order, as every other key of a commit (see `Store::commit`).
+        let mut moves: Vec<_> = delta.moves.iter().collect();
+        moves.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (order_id, (from, to)) in moves {
             if let Some(from) = from {
                 batch.delete_cf(status_cf, keys::status_order_key(*from, order_id));
                 let count = &mut totals.statuses[status_index(*from)];
@@ -181,7 +184,9 @@ impl Store {
             totals.statuses[status_index(*to)] += 1;
         }
         totals.max_occurred_at = totals.max_occurred_at.max(delta.max_occurred_at);
-        for (key, change) in &delta.customers {
+        let mut customers: Vec<_> = delta.customers.iter().collect();
+        customers.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, change) in customers {
             let raw = keys::customer_key(key);
             let mut row: CustomerRow = self.row(CF_CUSTOMERS, &raw)?.unwrap_or_default();
             row.add(change);
