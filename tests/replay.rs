@@ -165,9 +165,8 @@ fn stored_projections_equal_a_naive_fold_and_a_rebuild() {
         .rebuild(false, Box::new(NoProgress))
         .expect("rebuild");
     assert!(report.matched, "{report:?}");
-    // How many: each is taken in the background at the head it finds when it starts, and
-    // one falling due while another runs waits for it (docs/decisions.md), so the count
-    // depends on how fast the import commits.
+    // Not how many: one falling due while another runs waits for it (docs/decisions.md),
+    // so the count depends on how fast the import commits.
     assert!(
         !ledger.snapshots().expect("list").is_empty(),
         "automatic snapshots were taken"

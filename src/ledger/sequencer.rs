@@ -128,6 +128,7 @@ impl Sequencer {
         let writer = Writer {
             store,
             counters: counters.clone(),
+            snapshot_every_events: committer.snapshot_every_events,
             committer: Some(committer),
             jobs: Some(jobs),
             returns,
@@ -273,6 +274,8 @@ struct Writer {
     committer: Option<Committer>,
     jobs: Option<SyncSender<(Committer, Sealed, Vec<Accepted>)>>,
     returns: Receiver<Returned>,
+    /// The committer's `snapshot_every_events`: a group ends at a multiple of it.
+    snapshot_every_events: u64,
 }
 
 impl Writer {
@@ -297,13 +300,21 @@ impl Writer {
                     job(&self.store);
                     if let Some(committer) = &mut self.committer {
                         committer.read_settings();
+                        self.snapshot_every_events = committer.snapshot_every_events;
                     }
                     continue;
                 }
             };
             let mut events = first.events.len();
             let mut group = vec![first];
-            while events < COMMIT_EVENTS_MAX {
+            // A group that reaches a multiple of `snapshot_every_events` ends there, so that
+            // the automatic snapshot due at its commit covers exactly that position when the
+            // requests allow (an import's batches do).
+            let every = self.snapshot_every_events;
+            let base = stage.head().position.0;
+            let reached =
+                |events: usize| every > 0 && (base + events as u64) / every != base / every;
+            while events < COMMIT_EVENTS_MAX && !reached(events) {
                 match requests.try_recv() {
                     Ok(Work::Append(request))
                         if events + request.events.len() <= COMMIT_EVENTS_MAX =>
@@ -633,15 +644,26 @@ impl Committer {
         }
         self.snapshot_pending = false;
         let store = self.store.clone();
+        let (taken, is_taken) = sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name("ordo-snapshot".to_owned())
             .spawn(move || {
-                if let Err(e) = snapshot(&store) {
+                let written = store.write_snapshot_then(clock_now(), || {
+                    let _ = taken.send(());
+                });
+                if let Err(e) = written {
                     tracing::warn!("automatic snapshot failed: {e}");
                 }
             });
         match spawned {
-            Ok(handle) => self.snapshotter = Some(handle),
+            Ok(handle) => {
+                // The next commit waits until the snapshot has fixed its view (a RocksDB
+                // snapshot: about 100 µs once per `snapshot_every_events`), so it covers
+                // exactly the head of this commit, not whatever a fast import reached
+                // meanwhile. An error before that drops the sender and ends the wait.
+                let _ = is_taken.recv();
+                self.snapshotter = Some(handle);
+            }
             Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
         }
     }
@@ -714,5 +736,73 @@ mod tests {
         assert_eq!(store.head().expect("head").position, Position(2));
         let b = OrderId::new("B").expect("valid id");
         assert_eq!(store.order_state(&b).expect("read"), None);
+    }
+
+    /// Waits (up to 10 s) until the ledger lists a snapshot; the automatic one is written in
+    /// the background.
+    fn snapshot_positions(store: &Store, want: usize) -> Vec<Position> {
+        for _ in 0..1000 {
+            let headers = store.snapshot_headers().expect("headers");
+            if headers.len() >= want {
+                return headers.iter().map(|h| h.position).collect();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no snapshot within 10 s");
+    }
+
+    #[test]
+    fn queued_batches_commit_up_to_a_snapshot_multiple_and_the_snapshot_covers_exactly_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
+        store
+            .set_settings(&crate::store::Settings {
+                snapshot_every_events: 300,
+            })
+            .expect("settings");
+        let sequencer = Sequencer::start(
+            store.clone(),
+            store.head().expect("head"),
+            Durability::NoSync,
+        )
+        .expect("writer");
+        // Hold the writer in exclusive work until five batches of 100 are queued, so that
+        // it finds them all waiting at once.
+        let (release, wait) = sync_channel::<()>(0);
+        let (started, is_started) = sync_channel::<()>(1);
+        std::thread::scope(|scope| {
+            let held = scope.spawn(|| {
+                sequencer
+                    .exclusive(move |_| {
+                        let _ = started.send(());
+                        let _ = wait.recv();
+                        Ok(())
+                    })
+                    .expect("exclusive work")
+            });
+            is_started
+                .recv()
+                .expect("the writer runs the exclusive work");
+            let pending: Vec<Pending> = (0..5)
+                .map(|b| {
+                    let batch = (0..100).map(|i| placed(&format!("B{b}-{i}"))).collect();
+                    sequencer.submit_chained(batch, None).expect("queued")
+                })
+                .collect();
+            release.send(()).expect("release the writer");
+            held.join().expect("held");
+            let ends: Vec<Position> = pending
+                .into_iter()
+                .map(|p| {
+                    let results = p.recv().expect("answered").expect("appended");
+                    results.last().expect("a result").position
+                })
+                .collect();
+            assert_eq!(ends.last(), Some(&Position(500)));
+        });
+        // The first group stopped at 300 (not at 500, all that was queued), and the snapshot
+        // that fell due there covers exactly 300, although the rest was committed at once.
+        assert_eq!(snapshot_positions(&store, 1)[0], Position(300));
+        assert_eq!(sequencer.stats().commits, 2);
     }
 }

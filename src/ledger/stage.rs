@@ -253,6 +253,11 @@ impl<'s> Stage<'s> {
         Ok(())
     }
 
+    /// The head after everything staged so far.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
     /// Remembers the current point so that `rollback` can return to it.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {

@@ -397,7 +397,19 @@ impl Store {
     /// constant whatever the number of orders, and commits go on meanwhile. The header is
     /// written last, with fsync; until then the snapshot does not exist for readers.
     pub fn write_snapshot(&self, created_at: Timestamp) -> Result<SnapshotHeader> {
+        self.write_snapshot_then(created_at, || {})
+    }
+
+    /// `write_snapshot`, calling `taken` as soon as the RocksDB snapshot it copies from is
+    /// taken: a writer that waits for it before its next commit fixes the position the
+    /// snapshot covers.
+    pub fn write_snapshot_then(
+        &self,
+        created_at: Timestamp,
+        taken: impl FnOnce(),
+    ) -> Result<SnapshotHeader> {
         let snapshot = self.db.snapshot();
+        taken();
         let head: super::Head = self
             .meta_record_at(keys::META_HEAD, Some(&snapshot))?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
