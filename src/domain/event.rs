@@ -106,7 +106,7 @@ macro_rules! event_types {
             /// `Value` first (an import parses every line this way). `None` for anything
             /// but an object with each field once that `from_json` would accept: then the
             /// caller asks `from_json`, which names the fault. When it is `Some`, it equals
-            /// what `from_json` gives (tests/domain.rs).
+            /// what `from_json` gives (the tests of `ledger::input` compare both).
             pub fn from_json_text(event_type: EventType, text: &str) -> Option<EventData> {
                 if !text.trim_start().starts_with('{') {
                     return None;

@@ -157,9 +157,10 @@ struct DirectInput<'a> {
 }
 
 /// `parse_event` for a line every field of which is present once and valid, without
-/// building a JSON `Value` first. `None` otherwise: `parse_event`'s general path then
-/// gives the same result or names the fault. A strict subset of what that path accepts, with equal results (the
-/// tests below compare both on generated lines, edge cases and random mutations).
+/// building a JSON `Value` first. `None` otherwise: `parse_event`'s general path then gives
+/// the same result or names the fault. A strict subset of what that path accepts, with
+/// equal results (the tests below compare both on generated lines, edge cases and random
+/// mutations).
 fn parse_event_direct(text: &str) -> Option<NewEvent> {
     if !text.trim_start().starts_with('{') {
         return None;
@@ -353,8 +354,8 @@ mod tests {
             r#"{"order_id":"O-1","type":"note_added","data":{"text":"a","text":"b"}}"#,
             r#"{"order_id":"O-1","order_id":"O-2","type":"note_added","data":{"text":"a"}}"#,
             // escapes in borrowed strings, nulls, numbers that are not integers
-            r#"{"order_id":"O-1","type":"note_added","data":{"text":"a
-b"}}"#,
+            r#"{"order_id":"O-1","type":"note_\u0061dded","data":{"text":"a\nb"}}"#,
+            r#"{"order_id":"O-1","type":"note_added","data":{"text":"tab\there \"quoted\""}}"#,
             r#"{"order_id":"O-1","type":"note_added","data":{"text":"a"},"actor":null}"#,
             r#"{"order_id":"O-1","type":"note_added","data":{"text":"a"},"expected_version":1.0}"#,
             r#"{"order_id":"O-1","type":"note_added","data":{"text":"a"},"expected_version":2}"#,

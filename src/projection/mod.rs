@@ -304,12 +304,18 @@ pub struct Book {
     pub position: Position,
 }
 
+/// The entries of a hash map in key order: the order of stored keys, of digests and of
+/// query output.
+pub fn in_key_order<K: Ord, V>(map: &HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
+
 impl Book {
     /// The customer rows in key order (the order of their stored keys and of the digest).
     pub fn customers_in_order(&self) -> Vec<(&CustomerKey, &CustomerRow)> {
-        let mut rows: Vec<_> = self.customers.iter().collect();
-        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        rows
+        in_key_order(&self.customers)
     }
 
     /// Folds one event, in position order. Returns false (and changes nothing) for an event

@@ -12,7 +12,8 @@ use super::{
 use crate::domain::{Hash, OrderId, OrderState, Position, Status, Timestamp};
 use crate::error::{Error, Result};
 use crate::projection::{
-    Add, Book, CustomerKey, CustomerRow, Delta, RevenueKey, RevenueRow, Totals, status_index,
+    Add, Book, CustomerKey, CustomerRow, Delta, RevenueKey, RevenueRow, Totals, in_key_order,
+    status_index,
 };
 
 /// Ledger settings, shown and changed by `ordo config`.
@@ -170,9 +171,7 @@ impl Store {
         let status_cf = self.cf(CF_STATUS_ORDERS);
         let mut totals = self.totals()?;
         // In key order, as every other key of a commit (see `Store::commit`).
-        let mut moves: Vec<_> = delta.moves.iter().collect();
-        moves.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (order_id, (from, to)) in moves {
+        for (order_id, (from, to)) in in_key_order(&delta.moves) {
             if let Some(from) = from {
                 batch.delete_cf(status_cf, keys::status_order_key(*from, order_id));
                 let count = &mut totals.statuses[status_index(*from)];
@@ -184,9 +183,7 @@ impl Store {
             totals.statuses[status_index(*to)] += 1;
         }
         totals.max_occurred_at = totals.max_occurred_at.max(delta.max_occurred_at);
-        let mut customers: Vec<_> = delta.customers.iter().collect();
-        customers.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (key, change) in customers {
+        for (key, change) in in_key_order(&delta.customers) {
             let raw = keys::customer_key(key);
             let mut row: CustomerRow = self.row(CF_CUSTOMERS, &raw)?.unwrap_or_default();
             row.add(change);
