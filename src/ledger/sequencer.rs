@@ -454,12 +454,22 @@ impl Writer {
 
 /// Answers accepted requests that will not be written.
 fn refuse(accepted: Vec<Accepted>, message: &str) {
-    for (reply, chain, _) in accepted {
-        if let Some(chain) = chain {
-            chain.break_off();
-        }
-        let _ = reply.send(Err(Error::Storage(message.to_owned())));
-    }
+    refusals(accepted, message).send();
+}
+
+/// The answers of accepted requests that will not be written, their chains broken now
+/// (before anyone hears of it, so that later requests of a chain are refused too).
+fn refusals(accepted: Vec<Accepted>, message: &str) -> Answers {
+    let answers = accepted
+        .into_iter()
+        .map(|(reply, chain, _)| {
+            if let Some(chain) = chain {
+                chain.break_off();
+            }
+            (reply, Err(Error::Storage(message.to_owned())))
+        })
+        .collect();
+    Answers(answers)
 }
 
 /// The committer thread: commits the groups it is handed and hands the committer back
@@ -555,20 +565,12 @@ impl Committer {
                 let message = self.failed(e);
                 // Chains are broken before the stager hears of the failure, so that it
                 // refuses their later requests.
-                let answers = accepted
-                    .into_iter()
-                    .map(|(reply, chain, _)| {
-                        if let Some(chain) = chain {
-                            chain.break_off();
-                        }
-                        (reply, Err(Error::Storage(message.clone())))
-                    })
-                    .collect();
+                let answers = refusals(accepted, &message);
                 let failed = Failed {
                     head: self.head,
                     message,
                 };
-                (Err(failed), Answers(answers))
+                (Err(failed), answers)
             }
         }
     }
