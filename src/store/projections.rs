@@ -4,6 +4,7 @@
 use rocksdb::{ReadOptions, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+use std::sync::{Mutex, PoisonError};
 
 use super::{
     CF_CUSTOMERS, CF_META, CF_ORDER_STATE, CF_REVENUE, CF_SNAPSHOTS, CF_STATUS_ORDERS, Durability,
@@ -116,6 +117,93 @@ struct LiveRows {
     digest: Hash,
 }
 
+/// Bytes of digest input the second thread of a snapshot check may hold for the first
+/// (`Store::check_snapshot`), plus at most one range more; past it, the first thread reads
+/// the rest itself. Bounds a check's memory whatever the number of orders (a 1M-event
+/// ledger's snapshot feeds its digest about 40 MB).
+const SNAPSHOT_CHECK_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Orders per range of a snapshot check (`Store::snapshot_ranges`): ranges small enough
+/// that the two threads end close together, large enough that a seek per range is
+/// nothing.
+const SNAPSHOT_CHECK_RANGE_ORDERS: u64 = 4096;
+
+/// At most this many ranges per row kind in a snapshot check.
+const SNAPSHOT_CHECK_RANGES_PER_KIND_MAX: usize = 4096;
+
+/// One stored snapshot row by kind, borrowed: the row's own key and value.
+enum SnapshotRow<'r> {
+    Totals(&'r [u8]),
+    Order(&'r [u8]),
+    Customer(&'r [u8], &'r [u8]),
+    Revenue(&'r [u8], &'r [u8]),
+}
+
+impl<'r> SnapshotRow<'r> {
+    fn parse(what: &str, key: &'r [u8], value: &'r [u8]) -> Result<SnapshotRow<'r>> {
+        let (kind, row_key) = match key.get(8..) {
+            Some([kind, rest @ ..]) => (*kind, rest),
+            _ => return Err(corrupt(what, "malformed key")),
+        };
+        Ok(match kind {
+            0 => SnapshotRow::Totals(value),
+            keys::SNAPSHOT_ORDER => SnapshotRow::Order(value),
+            keys::SNAPSHOT_CUSTOMER => SnapshotRow::Customer(row_key, value),
+            keys::SNAPSHOT_REVENUE => SnapshotRow::Revenue(row_key, value),
+            other => return Err(corrupt(what, format!("unknown row kind {other}"))),
+        })
+    }
+
+    /// Feeds `feed` what `digest` hashes for this row, in `digest`'s order of rows
+    /// (orders, customers, revenue: key order). An order's key is inside its value; the
+    /// totals, stored first, are hashed last, by the caller.
+    fn feed(&self, feed: &mut impl FnMut(&[u8])) {
+        match *self {
+            SnapshotRow::Totals(_) => {}
+            SnapshotRow::Order(value) => feed(value),
+            SnapshotRow::Customer(key, value) | SnapshotRow::Revenue(key, value) => {
+                feed(key);
+                feed(value);
+            }
+        }
+    }
+}
+
+/// Keys `from..to` (`to` `None`: to the end of the column family).
+type KeyRange = (Vec<u8>, Option<Vec<u8>>);
+
+/// What `Store::feed_snapshot_rows` read besides the digest input.
+#[derive(Default)]
+struct FedRows {
+    /// The totals row, if it was in the range.
+    totals: Option<Vec<u8>>,
+}
+
+/// `parts - 1` keys cutting `low..=high` (`low < high`) into `parts` about equal spans:
+/// their common prefix, then the next 8 bytes of each key read as a big-endian number
+/// (missing bytes count as zeros), interpolated.
+fn keys_between(low: &[u8], high: &[u8], parts: usize) -> Vec<Vec<u8>> {
+    let common = low.iter().zip(high).take_while(|(a, b)| a == b).count();
+    let number = |key: &[u8]| {
+        let mut bytes = [0u8; 8];
+        for (to, from) in bytes.iter_mut().zip(&key[common..]) {
+            *to = *from;
+        }
+        u128::from(u64::from_be_bytes(bytes))
+    };
+    let (from, to) = (number(low), number(high));
+    let span = to.saturating_sub(from);
+    let parts = parts.max(1) as u128;
+    (1..parts)
+        .map(|i| {
+            let cut = u64::try_from(from + span * i / parts).expect("between two u64 values");
+            let mut key = low[..common].to_vec();
+            key.extend_from_slice(&cut.to_be_bytes());
+            key
+        })
+        .collect()
+}
+
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
     Error::Corruption {
         position: Position(0),
@@ -217,6 +305,22 @@ impl Store {
         map: F,
     ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
         self.scan_at(cf, prefix, None, map)
+    }
+
+    /// Rows of `cf` with keys in `from..to` (`None`: to the end), mapped as by `scan`.
+    fn scan_range<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
+        &'s self,
+        cf: &str,
+        from: &[u8],
+        to: Option<&[u8]>,
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
+        }
+        self.raw_scan(cf, opts, from, map)
     }
 
     /// `scan` as of a RocksDB snapshot (`None`: now).
@@ -462,14 +566,216 @@ impl Store {
 
     /// Loads the snapshot at `header.position` and checks it against the header's digest.
     pub fn load_snapshot(&self, header: &SnapshotHeader) -> Result<Book> {
-        self.read_snapshot(header, true)
+        self.read_snapshot(header)
     }
 
     /// Checks the snapshot at `header.position` against its digest without decoding its
     /// rows, and returns its totals. With `snapshot_order_state`, a replay that needs only
     /// a few orders reads those and nothing else (`replay::summarize`).
     pub fn verify_snapshot(&self, header: &SnapshotHeader) -> Result<Totals> {
-        Ok(self.read_snapshot(header, false)?.totals)
+        self.check_snapshot(
+            header,
+            SNAPSHOT_CHECK_BUFFER_BYTES_MAX,
+            SNAPSHOT_CHECK_RANGE_ORDERS,
+        )
+    }
+
+    /// `verify_snapshot`, the second thread holding at most about `buffer_bytes_max` bytes,
+    /// in ranges of about `range_orders` orders.
+    ///
+    /// Reading the rows (iterator, block reads, LZ4) is most of a check, and SHA-256 is one
+    /// stream. So the rows are cut into ranges: this thread takes them from the front and
+    /// hashes them, a second thread takes them from the back and keeps their digest input
+    /// in buffers (while it holds less than `buffer_bytes_max`), until the two meet; then
+    /// this thread hashes the buffers, in key order. Which thread reads a range never
+    /// changes the digest's input, only who waits.
+    fn check_snapshot(
+        &self,
+        header: &SnapshotHeader,
+        buffer_bytes_max: usize,
+        range_orders: u64,
+    ) -> Result<Totals> {
+        let what = format!("snapshot at position {}", header.position);
+        // No RocksDB snapshot holds the ranges together (a secondary instance, what readers
+        // open, has none): a snapshot's rows never change once its header exists, and a
+        // secondary sees the primary's writes only when it catches up.
+        let ranges = self.snapshot_ranges(header, range_orders)?;
+        let unclaimed = Mutex::new(0..ranges.len());
+        let claim = |from_back: bool| {
+            let mut unclaimed = unclaimed.lock().unwrap_or_else(PoisonError::into_inner);
+            let index = if from_back {
+                unclaimed.next_back()
+            } else {
+                unclaimed.next()
+            };
+            index.map(|i| &ranges[i])
+        };
+        let mut hasher = Sha256::new();
+        let mut totals = None;
+        std::thread::scope(|scope| -> Result<()> {
+            let back = scope.spawn(|| -> Result<Vec<(Vec<u8>, FedRows)>> {
+                let mut buffers = Vec::new();
+                let mut bytes = 0usize;
+                while bytes < buffer_bytes_max
+                    && let Some((from, to)) = claim(true)
+                {
+                    let mut buffer = Vec::new();
+                    let fed =
+                        self.feed_snapshot_rows(&what, from, to.as_deref(), &mut |input| {
+                            buffer.extend_from_slice(input);
+                        })?;
+                    bytes += buffer.len();
+                    buffers.push((buffer, fed));
+                }
+                Ok(buffers)
+            });
+            while let Some((from, to)) = claim(false) {
+                let fed = self.feed_snapshot_rows(&what, from, to.as_deref(), &mut |input| {
+                    hasher.update(input);
+                })?;
+                totals = totals.take().or(fed.totals);
+            }
+            let buffers = back
+                .join()
+                .map_err(|_| Error::Storage("the snapshot check panicked".to_owned()))??;
+            // Claimed from the back: the last buffer holds the lowest keys.
+            for (buffer, fed) in buffers.into_iter().rev() {
+                hasher.update(&buffer);
+                totals = totals.take().or(fed.totals);
+            }
+            Ok(())
+        })?;
+        let totals = totals.ok_or_else(|| corrupt(&what, "no totals row"))?;
+        hasher.update(&totals);
+        if Hash(hasher.finalize().into()) != header.digest {
+            return Err(corrupt(&what, "its content does not match its digest"));
+        }
+        decode(&what, &totals)
+    }
+
+    /// Feeds `feed` the digest input of the snapshot rows in `from..to` (`None`: to the
+    /// end), in key order.
+    fn feed_snapshot_rows(
+        &self,
+        what: &str,
+        from: &[u8],
+        to: Option<&[u8]>,
+        feed: &mut impl FnMut(&[u8]),
+    ) -> Result<FedRows> {
+        let mut fed = FedRows::default();
+        let rows = self.scan_range(CF_SNAPSHOTS, from, to, |key, value| {
+            match SnapshotRow::parse(what, key, value)? {
+                SnapshotRow::Totals(value) => fed.totals = Some(value.to_vec()),
+                row => row.feed(feed),
+            }
+            Ok(())
+        });
+        rows.collect::<Result<()>>()?;
+        Ok(fed)
+    }
+
+    /// Contiguous key ranges covering every row of the snapshot `header`, in key order: the order rows and the customer rows are each
+    /// cut into about `header.orders / range_orders` ranges at keys
+    /// interpolated between their first and last keys. Any cut would be correct (the
+    /// ranges only decide which thread reads what); these balance the two threads.
+    fn snapshot_ranges(&self, header: &SnapshotHeader, range_orders: u64) -> Result<Vec<KeyRange>> {
+        let position = header.position;
+        let parts = usize::try_from(header.orders / range_orders.max(1))
+            .unwrap_or(usize::MAX)
+            .clamp(1, SNAPSHOT_CHECK_RANGES_PER_KIND_MAX);
+        let mut cuts = vec![keys::snapshot_prefix(position).to_vec()];
+        for kind in [keys::SNAPSHOT_ORDER, keys::SNAPSHOT_CUSTOMER] {
+            let start = keys::snapshot_key(position, kind, &[]);
+            let end = keys::snapshot_key(position, kind + 1, &[]);
+            if let Some((first, last)) = self.first_and_last_key(CF_SNAPSHOTS, &start, &end)? {
+                cuts.extend(keys_between(&first, &last, parts));
+            }
+            cuts.push(end);
+        }
+        cuts.sort();
+        cuts.dedup();
+        let end = prefix_upper_bound(&keys::snapshot_prefix(position));
+        let ranges = cuts
+            .iter()
+            .enumerate()
+            .map(|(i, from)| {
+                (
+                    from.clone(),
+                    cuts.get(i + 1).cloned().or_else(|| end.clone()),
+                )
+            })
+            .collect();
+        Ok(ranges)
+    }
+
+    /// The first and the last key of `cf` in `from..to`, if any.
+    fn first_and_last_key(
+        &self,
+        cf: &str,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let within = |key: &[u8]| key >= from && key < to;
+        let mut rows = self.db.raw_iterator_cf(self.cf(cf));
+        rows.seek(from);
+        let first = rows.key().filter(|key| within(key)).map(<[u8]>::to_vec);
+        rows.seek_for_prev(to);
+        if rows.key() == Some(to) {
+            rows.prev();
+        }
+        let last = rows.key().filter(|key| within(key)).map(<[u8]>::to_vec);
+        rows.status().map_err(storage)?;
+        Ok(first.zip(last))
+    }
+
+    /// Reads a snapshot, checking its digest over the stored bytes as they are read (the
+    /// codec is deterministic, so they are what `digest` would re-encode).
+    fn read_snapshot(&self, header: &SnapshotHeader) -> Result<Book> {
+        let what = format!("snapshot at position {}", header.position);
+        let mut book = Book {
+            position: header.position,
+            ..Book::default()
+        };
+        let prefix = keys::snapshot_prefix(header.position);
+        let mut hasher = Sha256::new();
+        let mut totals_bytes = None;
+        // Rows arrive in key order: collecting them builds the map in bulk, in linear time.
+        let mut orders = Vec::with_capacity(usize::try_from(header.orders).unwrap_or(0));
+        let scanned = self.scan(CF_SNAPSHOTS, &prefix, |key, value| {
+            let row = SnapshotRow::parse(&what, key, value)?;
+            row.feed(&mut |bytes| hasher.update(bytes));
+            match row {
+                SnapshotRow::Totals(value) => {
+                    book.totals = decode(&what, value)?;
+                    totals_bytes = Some(value.to_vec());
+                }
+                SnapshotRow::Order(value) => {
+                    let state: OrderState =
+                        codec::decode_state(value).map_err(|reason| corrupt(&what, reason))?;
+                    orders.push((state.order_id.clone(), state));
+                }
+                SnapshotRow::Customer(row_key, value) => {
+                    let key = keys::decode_customer_key(row_key)
+                        .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
+                    book.customers.insert(key, decode(&what, value)?);
+                }
+                SnapshotRow::Revenue(row_key, value) => {
+                    let key = keys::decode_revenue_key(row_key)
+                        .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
+                    book.revenue.insert(key, decode(&what, value)?);
+                }
+            }
+            Ok(())
+        });
+        scanned.collect::<Result<()>>()?;
+        book.orders = orders.into_iter().collect();
+        let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
+        hasher.update(&totals_bytes);
+        if Hash(hasher.finalize().into()) != header.digest {
+            return Err(corrupt(&what, "its content does not match its digest"));
+        }
+        debug_assert!(digest(&book) == header.digest, "stored bytes are canonical");
+        Ok(book)
     }
 
     /// The totals row of the snapshot at `position` (checked by `verify_snapshot`).
@@ -513,77 +819,6 @@ impl Store {
         Ok(Some(state))
     }
 
-    /// Reads a snapshot, checking its digest over the stored bytes; `rows` false decodes
-    /// only the totals.
-    fn read_snapshot(&self, header: &SnapshotHeader, rows: bool) -> Result<Book> {
-        let what = format!("snapshot at position {}", header.position);
-        let mut book = Book {
-            position: header.position,
-            ..Book::default()
-        };
-        let prefix = keys::snapshot_prefix(header.position);
-        // The digest is computed over the stored bytes as they are read (the codec is
-        // deterministic, so they are what `digest` would re-encode): in `digest`'s order,
-        // orders, customers and revenue, with the totals (stored first) fed last.
-        let mut hasher = Sha256::new();
-        let mut totals_bytes = None;
-        // Rows arrive in key order: collecting them builds the map in bulk, in linear time.
-        let mut orders = Vec::with_capacity(usize::try_from(header.orders).unwrap_or(0));
-        let scanned = self.scan(CF_SNAPSHOTS, &prefix, |key, value| {
-            let (kind, row_key) = match key.get(8..) {
-                Some([kind, rest @ ..]) => (*kind, rest),
-                _ => return Err(corrupt(&what, "malformed key")),
-            };
-            match kind {
-                0 => {
-                    book.totals = decode(&what, value)?;
-                    totals_bytes = Some(value.to_vec());
-                }
-                keys::SNAPSHOT_ORDER => {
-                    hasher.update(value);
-                    if rows {
-                        let state: OrderState =
-                            codec::decode_state(value).map_err(|reason| corrupt(&what, reason))?;
-                        orders.push((state.order_id.clone(), state));
-                    }
-                }
-                // Keys are decoded only when the rows are loaded; a check alone hashes them.
-                keys::SNAPSHOT_CUSTOMER => {
-                    hasher.update(row_key);
-                    hasher.update(value);
-                    if rows {
-                        let key = keys::decode_customer_key(row_key)
-                            .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
-                        book.customers.insert(key, decode(&what, value)?);
-                    }
-                }
-                keys::SNAPSHOT_REVENUE => {
-                    hasher.update(row_key);
-                    hasher.update(value);
-                    if rows {
-                        let key = keys::decode_revenue_key(row_key)
-                            .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
-                        book.revenue.insert(key, decode(&what, value)?);
-                    }
-                }
-                other => return Err(corrupt(&what, format!("unknown row kind {other}"))),
-            }
-            Ok(())
-        });
-        scanned.collect::<Result<()>>()?;
-        book.orders = orders.into_iter().collect();
-        let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
-        hasher.update(&totals_bytes);
-        if Hash(hasher.finalize().into()) != header.digest {
-            return Err(corrupt(&what, "its content does not match its digest"));
-        }
-        debug_assert!(
-            !rows || digest(&book) == header.digest,
-            "stored bytes are canonical"
-        );
-        Ok(book)
-    }
-
     /// Deletes the snapshot at `position`.
     pub fn delete_snapshot(&self, position: Position) -> Result<()> {
         let mut batch = WriteBatch::default();
@@ -612,4 +847,99 @@ fn read_options(at: Option<&Snapshot<'_>>) -> ReadOptions {
         opts.set_snapshot(snapshot);
     }
     opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EventData, EventType, OrderId};
+    use crate::ledger::{Ledger, NewEvent};
+    use crate::store::Access;
+
+    #[test]
+    fn keys_between_cuts_in_key_order_inside_the_common_prefix() {
+        let pairs: [(&[u8], &[u8]); 5] = [
+            (b"ORD-00000001", b"ORD-00220265"),
+            (b"A", b"B"),
+            (b"A", b"A\x00\x01"),
+            (b"", b"\xff\xff"),
+            (b"tail-000000000000-1", b"tail-999999999999-2"),
+        ];
+        for (low, high) in pairs {
+            let common = low.iter().zip(high).take_while(|(a, b)| a == b).count();
+            for parts in [1, 2, 7, 64] {
+                let cuts = keys_between(low, high, parts);
+                assert_eq!(cuts.len(), parts - 1);
+                assert!(cuts.windows(2).all(|w| w[0] <= w[1]), "{cuts:?}");
+                assert!(cuts.iter().all(|cut| cut.starts_with(&low[..common])));
+                assert!(cuts.iter().all(|cut| cut.as_slice() <= high));
+            }
+        }
+        // Sequential ids are cut near the middle.
+        let middle = &keys_between(b"ORD-00000001", b"ORD-00220265", 2)[0];
+        assert!(middle.as_slice() > b"ORD-00100000".as_slice(), "{middle:?}");
+        assert!(middle.as_slice() < b"ORD-00120000".as_slice(), "{middle:?}");
+    }
+
+    #[test]
+    fn a_snapshot_check_gives_one_answer_however_its_rows_are_shared_out() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ledger =
+            Ledger::open_with(tmp.path(), Access::ReadWrite, Durability::NoSync).expect("open");
+        for i in 0..300 {
+            let data = EventData::from_json(
+                EventType::OrderPlaced,
+                serde_json::json!({"customer_id": format!("C-{}", i % 70), "currency": "EUR",
+                                   "lines": [{"sku": "A", "quantity": 1, "unit_price": 100 + i}]}),
+            )
+            .expect("valid data");
+            let order = OrderId::new(format!("ORD-{i:05}")).expect("valid id");
+            ledger.append(NewEvent::new(order, data)).expect("append");
+        }
+        let header = ledger.snapshot_create().expect("snapshot");
+        let store = ledger.store();
+        let expected = store.load_snapshot(&header).expect("loads").totals;
+        assert_eq!(store.verify_snapshot(&header).expect("valid"), expected);
+        // No room to buffer (this thread reads everything), little, plenty; one range per
+        // kind, ranges of 16 orders, of one order.
+        let shares = [0, 1, 4096, usize::MAX]
+            .into_iter()
+            .flat_map(|buffer| [4096, 16, 1].map(|orders| (buffer, orders)));
+        for (buffer, orders) in shares.clone() {
+            let totals = store.check_snapshot(&header, buffer, orders);
+            assert_eq!(totals.expect("valid"), expected, "{buffer} {orders}");
+        }
+        // One changed byte is found wherever it is, whichever thread reads it.
+        let rows = store.raw_rows(super::CF_SNAPSHOTS).expect("rows");
+        let of_kind = |kind: u8| rows.iter().filter(move |(key, _)| key[8] == kind);
+        let orders: Vec<_> = of_kind(keys::SNAPSHOT_ORDER).collect();
+        let victims = [
+            orders[0],
+            orders[150],
+            orders[299],
+            of_kind(keys::SNAPSHOT_CUSTOMER)
+                .next_back()
+                .expect("customer rows"),
+        ];
+        for (key, value) in victims {
+            let mut changed = value.clone();
+            *changed.last_mut().expect("a value") ^= 1;
+            store
+                .tamper_raw(super::CF_SNAPSHOTS, key, Some(&changed))
+                .expect("tamper");
+            for (buffer, orders) in shares.clone() {
+                let err = store
+                    .check_snapshot(&header, buffer, orders)
+                    .expect_err("refused");
+                assert!(
+                    err.to_string().contains("does not match its digest"),
+                    "{err}"
+                );
+            }
+            store
+                .tamper_raw(super::CF_SNAPSHOTS, key, Some(value))
+                .expect("restore");
+        }
+        assert_eq!(store.verify_snapshot(&header).expect("valid"), expected);
+    }
 }
