@@ -67,20 +67,31 @@ enum Row<'a> {
 }
 
 /// Encodes every row of `book` once, in the digest's order, hands each to `visit`, and
-/// returns the digest: the one place that fixes what a digest covers and in which order.
+/// returns the digest: the one place that fixes what a digest covers and in which order
+/// (orders, customers, revenue, then the totals; each kind in the order of its stored
+/// keys).
+///
+/// The customer rows are encoded and sorted on a second thread while this one encodes the
+/// orders (one after the other, the two were a third of the 0.3 to 0.5 s a 1M-event
+/// rebuild spent here after its fold); SHA-256 is one stream, so this thread hashes all.
 fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
     let mut hasher = Sha256::new();
-    for state in book.orders.values() {
-        let value = codec::encode_state(state);
-        hasher.update(&value);
-        visit(Row::Order(state, value));
-    }
-    for (key, row) in book.customers_in_order() {
-        let (key, value) = (keys::customer_key(key), codec::encode_record(row));
-        hasher.update(&key);
-        hasher.update(&value);
-        visit(Row::Customer(key, value));
-    }
+    std::thread::scope(|scope| {
+        let customers = scope.spawn(|| encoded_customers(book));
+        for state in book.orders.values() {
+            let value = codec::encode_state(state);
+            hasher.update(&value);
+            visit(Row::Order(state, value));
+        }
+        let customers = customers
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        for (key, value) in customers {
+            hasher.update(&key);
+            hasher.update(&value);
+            visit(Row::Customer(key, value));
+        }
+    });
     for (key, row) in &book.revenue {
         let (key, value) = (keys::revenue_key(key), codec::encode_record(row));
         hasher.update(&key);
@@ -91,6 +102,32 @@ fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
     hasher.update(&totals);
     visit(Row::Totals(totals));
     Hash(hasher.finalize().into())
+}
+
+/// `book`'s customer rows, encoded, in key order (which is `CustomerKey`'s order: an id
+/// never holds the 0x00 that ends it in a key). The sort compares a 16-byte prefix of each
+/// key held in the array, then whole keys on a tie: sorting the map's keys chased two
+/// pointers per comparison (60 to 90 ms for 150,000 rows; perf, 1M-event rebuild).
+fn encoded_customers(book: &Book) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let prefix = |key: &[u8]| {
+        let mut bytes = [0u8; 16];
+        for (to, from) in bytes.iter_mut().zip(key) {
+            *to = *from;
+        }
+        u128::from_be_bytes(bytes)
+    };
+    let mut rows: Vec<_> = book
+        .customers
+        .iter()
+        .map(|(key, row)| {
+            let key = keys::customer_key(key);
+            (prefix(&key), key, codec::encode_record(row))
+        })
+        .collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    rows.into_iter()
+        .map(|(_, key, value)| (key, value))
+        .collect()
 }
 
 /// Every stored projection replaced by a book's, built but not yet written
@@ -465,21 +502,20 @@ impl Store {
         for cf in [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE] {
             batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
         }
+        // Handles looked up once: by name, per put, they were a search per row.
+        let (states, statuses) = (self.cf(CF_ORDER_STATE), self.cf(CF_STATUS_ORDERS));
+        let (customers, revenue) = (self.cf(CF_CUSTOMERS), self.cf(CF_REVENUE));
         let digest = encode_rows(book, |row| match row {
             Row::Order(state, value) => {
+                batch.put_cf(states, keys::order_state_key(&state.order_id), value);
                 batch.put_cf(
-                    self.cf(CF_ORDER_STATE),
-                    keys::order_state_key(&state.order_id),
-                    value,
-                );
-                batch.put_cf(
-                    self.cf(CF_STATUS_ORDERS),
+                    statuses,
                     keys::status_order_key(state.status, &state.order_id),
                     [],
                 );
             }
-            Row::Customer(key, value) => batch.put_cf(self.cf(CF_CUSTOMERS), key, value),
-            Row::Revenue(key, value) => batch.put_cf(self.cf(CF_REVENUE), key, value),
+            Row::Customer(key, value) => batch.put_cf(customers, key, value),
+            Row::Revenue(key, value) => batch.put_cf(revenue, key, value),
             Row::Totals(value) => batch.put_cf(self.cf(CF_META), keys::META_TOTALS, value),
         });
         Replacement { batch, digest }
