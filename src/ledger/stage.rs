@@ -20,10 +20,10 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::{
     Event, EventData, EventId, OCCURRED_AHEAD_MICROS_MAX, OrderId, OrderState, Position,
-    SCHEMA_VERSION, Timestamp, Version, apply, decide,
+    SCHEMA_VERSION, Timestamp, Version, apply, apply_to, decide,
 };
 use crate::error::{Error, Result};
-use crate::projection::{Delta, Effects, effects};
+use crate::projection::{Before, Delta, Effects, effects_since};
 use crate::store::{Commit, Head, Scratch, Store, chain, codec};
 
 /// Staged states plus ids a dry run keeps in memory before it moves them to its scratch
@@ -444,13 +444,22 @@ impl<'s> Stage<'s> {
             recorded_at: event.recorded_at,
             duplicate: false,
         };
-        let next = apply(state.clone(), &event)
-            .expect("an event the rules accepted always yields an order state");
+        // The state read above is this event's own copy: folded in place, not cloned again
+        // (a clone per event, twice per imported line, on the writer thread).
+        let before = state.as_ref().map(Before::of);
+        let next = match state {
+            Some(mut state) => {
+                apply_to(&mut state, &event);
+                state
+            }
+            None => apply(None, &event)
+                .expect("an event the rules accepted always yields an order state"),
+        };
         if self.keep_events {
             self.effects.push((
                 event.order_id.clone(),
                 event.occurred_at,
-                effects(state.as_ref(), &next, &event),
+                effects_since(before, &next, &event),
             ));
         }
         let previous = self.states.insert(event.order_id.clone(), next);
