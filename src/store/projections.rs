@@ -209,11 +209,25 @@ impl<'r> SnapshotRow<'r> {
 /// Keys `from..to` (`to` `None`: to the end of the column family).
 type KeyRange = (Vec<u8>, Option<Vec<u8>>);
 
-/// What `Store::feed_snapshot_rows` read besides the digest input.
-#[derive(Default)]
-struct FedRows {
-    /// The totals row, if it was in the range.
+/// What `Store::feed_snapshot_rows` read besides the digest input, in key order.
+#[derive(Debug, Default)]
+struct SnapshotPart {
+    /// The totals row's bytes, if it was in the range.
     totals: Option<Vec<u8>>,
+    /// Decoded rows (when asked for).
+    orders: Vec<(OrderId, OrderState)>,
+    customers: Vec<(CustomerKey, CustomerRow)>,
+    revenue: Vec<(RevenueKey, RevenueRow)>,
+}
+
+impl SnapshotPart {
+    /// Appends `later`, whose keys all follow this part's.
+    fn append(&mut self, mut later: SnapshotPart) {
+        self.totals = self.totals.take().or(later.totals);
+        self.orders.append(&mut later.orders);
+        self.customers.append(&mut later.customers);
+        self.revenue.append(&mut later.revenue);
+    }
 }
 
 /// `parts - 1` keys cutting `low..=high` (`low < high`) into `parts` about equal spans:
@@ -602,35 +616,56 @@ impl Store {
 
     /// Loads the snapshot at `header.position` and checks it against the header's digest.
     pub fn load_snapshot(&self, header: &SnapshotHeader) -> Result<Book> {
-        self.read_snapshot(header)
+        let (totals, rows) = self.check_snapshot(
+            header,
+            true,
+            SNAPSHOT_CHECK_BUFFER_BYTES_MAX,
+            SNAPSHOT_CHECK_RANGE_ORDERS,
+        )?;
+        // Rows come in key order: collecting them builds the maps in bulk, in linear time.
+        let book = Book {
+            orders: rows.orders.into_iter().collect(),
+            customers: rows.customers.into_iter().collect(),
+            revenue: rows.revenue.into_iter().collect(),
+            totals,
+            position: header.position,
+        };
+        debug_assert!(digest(&book) == header.digest, "stored bytes are canonical");
+        Ok(book)
     }
 
     /// Checks the snapshot at `header.position` against its digest without decoding its
     /// rows, and returns its totals. With `snapshot_order_state`, a replay that needs only
     /// a few orders reads those and nothing else (`replay::summarize`).
     pub fn verify_snapshot(&self, header: &SnapshotHeader) -> Result<Totals> {
-        self.check_snapshot(
+        let (totals, _) = self.check_snapshot(
             header,
+            false,
             SNAPSHOT_CHECK_BUFFER_BYTES_MAX,
             SNAPSHOT_CHECK_RANGE_ORDERS,
-        )
+        )?;
+        Ok(totals)
     }
 
-    /// `verify_snapshot`, the second thread holding at most about `buffer_bytes_max` bytes,
-    /// in ranges of about `range_orders` orders.
+    /// Reads the snapshot `header`, checking its digest over the stored bytes as they are
+    /// read (the codec is deterministic, so they are what `digest` would re-encode), and
+    /// returns its totals and, if `decode_rows`, its rows decoded. The second thread holds
+    /// at most about `buffer_bytes_max` bytes of digest input, in ranges of about
+    /// `range_orders` orders.
     ///
-    /// Reading the rows (iterator, block reads, LZ4) is most of a check, and SHA-256 is one
-    /// stream. So the rows are cut into ranges: this thread takes them from the front and
-    /// hashes them, a second thread takes them from the back and keeps their digest input
-    /// in buffers (while it holds less than `buffer_bytes_max`), until the two meet; then
-    /// this thread hashes the buffers, in key order. Which thread reads a range never
-    /// changes the digest's input, only who waits.
+    /// Reading the rows (iterator, block reads, LZ4) and decoding them is most of the work,
+    /// and SHA-256 is one stream. So the rows are cut into ranges: this thread takes them
+    /// from the front and hashes them, a second thread takes them from the back and keeps
+    /// their digest input in buffers (while it holds less than `buffer_bytes_max`), until
+    /// the two meet; then this thread hashes the buffers, in key order. Which thread reads a
+    /// range never changes the digest's input, only who waits.
     fn check_snapshot(
         &self,
         header: &SnapshotHeader,
+        decode_rows: bool,
         buffer_bytes_max: usize,
         range_orders: u64,
-    ) -> Result<Totals> {
+    ) -> Result<(Totals, SnapshotPart)> {
         let what = format!("snapshot at position {}", header.position);
         // No RocksDB snapshot holds the ranges together (a secondary instance, what readers
         // open, has none): a snapshot's rows never change once its header exists, and a
@@ -647,72 +682,97 @@ impl Store {
             index.map(|i| &ranges[i])
         };
         let mut hasher = Sha256::new();
-        let mut totals = None;
+        let mut rows = SnapshotPart::default();
         std::thread::scope(|scope| -> Result<()> {
-            let back = scope.spawn(|| -> Result<Vec<(Vec<u8>, FedRows)>> {
-                let mut buffers = Vec::new();
+            let back = scope.spawn(|| -> Result<Vec<(Vec<u8>, SnapshotPart)>> {
+                let mut parts = Vec::new();
                 let mut bytes = 0usize;
                 while bytes < buffer_bytes_max
                     && let Some((from, to)) = claim(true)
                 {
-                    let mut buffer = Vec::new();
-                    let fed =
-                        self.feed_snapshot_rows(&what, from, to.as_deref(), &mut |input| {
-                            buffer.extend_from_slice(input);
-                        })?;
-                    bytes += buffer.len();
-                    buffers.push((buffer, fed));
+                    let mut input = Vec::new();
+                    let part = self.feed_snapshot_rows(
+                        &what,
+                        (from, to.as_deref()),
+                        decode_rows,
+                        &mut |bytes| input.extend_from_slice(bytes),
+                    )?;
+                    bytes += input.len();
+                    parts.push((input, part));
                 }
-                Ok(buffers)
+                Ok(parts)
             });
             while let Some((from, to)) = claim(false) {
-                let fed = self.feed_snapshot_rows(&what, from, to.as_deref(), &mut |input| {
-                    hasher.update(input);
-                })?;
-                totals = totals.take().or(fed.totals);
+                let part = self.feed_snapshot_rows(
+                    &what,
+                    (from, to.as_deref()),
+                    decode_rows,
+                    &mut |bytes| hasher.update(bytes),
+                )?;
+                rows.append(part);
             }
-            let buffers = back
+            let parts = back
                 .join()
                 .map_err(|_| Error::Storage("the snapshot check panicked".to_owned()))??;
-            // Claimed from the back: the last buffer holds the lowest keys.
-            for (buffer, fed) in buffers.into_iter().rev() {
-                hasher.update(&buffer);
-                totals = totals.take().or(fed.totals);
+            // Claimed from the back: the last part holds the lowest keys.
+            for (input, part) in parts.into_iter().rev() {
+                hasher.update(&input);
+                rows.append(part);
             }
             Ok(())
         })?;
-        let totals = totals.ok_or_else(|| corrupt(&what, "no totals row"))?;
+        let totals = rows
+            .totals
+            .take()
+            .ok_or_else(|| corrupt(&what, "no totals row"))?;
         hasher.update(&totals);
         if Hash(hasher.finalize().into()) != header.digest {
             return Err(corrupt(&what, "its content does not match its digest"));
         }
-        decode(&what, &totals)
+        Ok((decode(&what, &totals)?, rows))
     }
 
-    /// Feeds `feed` the digest input of the snapshot rows in `from..to` (`None`: to the
-    /// end), in key order.
+    /// Feeds `feed` the digest input of the snapshot rows in `range` (`from..to`, `to`
+    /// `None`: to the end), in key order, and decodes them if `decode_rows`.
     fn feed_snapshot_rows(
         &self,
         what: &str,
-        from: &[u8],
-        to: Option<&[u8]>,
+        (from, to): (&[u8], Option<&[u8]>),
+        decode_rows: bool,
         feed: &mut impl FnMut(&[u8]),
-    ) -> Result<FedRows> {
-        let mut fed = FedRows::default();
+    ) -> Result<SnapshotPart> {
+        let mut part = SnapshotPart::default();
         let rows = self.scan_range(CF_SNAPSHOTS, from, to, |key, value| {
-            match SnapshotRow::parse(what, key, value)? {
-                SnapshotRow::Totals(value) => fed.totals = Some(value.to_vec()),
-                row => row.feed(feed),
+            let row = SnapshotRow::parse(what, key, value)?;
+            row.feed(feed);
+            match row {
+                SnapshotRow::Totals(value) => part.totals = Some(value.to_vec()),
+                _ if !decode_rows => {}
+                SnapshotRow::Order(value) => {
+                    let state: OrderState =
+                        codec::decode_state(value).map_err(|reason| corrupt(what, reason))?;
+                    part.orders.push((state.order_id.clone(), state));
+                }
+                SnapshotRow::Customer(key, value) => {
+                    let key = keys::decode_customer_key(key)
+                        .ok_or_else(|| corrupt(what, "malformed customer key"))?;
+                    part.customers.push((key, decode(what, value)?));
+                }
+                SnapshotRow::Revenue(key, value) => {
+                    let key = keys::decode_revenue_key(key)
+                        .ok_or_else(|| corrupt(what, "malformed revenue key"))?;
+                    part.revenue.push((key, decode(what, value)?));
+                }
             }
             Ok(())
         });
         rows.collect::<Result<()>>()?;
-        Ok(fed)
+        Ok(part)
     }
 
-    /// Contiguous key ranges covering every row of the snapshot `header`, in key order: the order rows and the customer rows are each
-    /// cut into about `header.orders / range_orders` ranges at keys
-    /// interpolated between their first and last keys. Any cut would be correct (the
+    /// Contiguous key ranges covering every row of the snapshot `header`, in key order: the
+    /// order rows and the customer rows are each cut into about `header.orders /
+    /// range_orders` ranges at keys interpolated between their first and last keys. Any cut would be correct (the
     /// ranges only decide which thread reads what); these balance the two threads.
     fn snapshot_ranges(&self, header: &SnapshotHeader, range_orders: u64) -> Result<Vec<KeyRange>> {
         let position = header.position;
@@ -762,56 +822,6 @@ impl Store {
         let last = rows.key().filter(|key| within(key)).map(<[u8]>::to_vec);
         rows.status().map_err(storage)?;
         Ok(first.zip(last))
-    }
-
-    /// Reads a snapshot, checking its digest over the stored bytes as they are read (the
-    /// codec is deterministic, so they are what `digest` would re-encode).
-    fn read_snapshot(&self, header: &SnapshotHeader) -> Result<Book> {
-        let what = format!("snapshot at position {}", header.position);
-        let mut book = Book {
-            position: header.position,
-            ..Book::default()
-        };
-        let prefix = keys::snapshot_prefix(header.position);
-        let mut hasher = Sha256::new();
-        let mut totals_bytes = None;
-        // Rows arrive in key order: collecting them builds the map in bulk, in linear time.
-        let mut orders = Vec::with_capacity(usize::try_from(header.orders).unwrap_or(0));
-        let scanned = self.scan(CF_SNAPSHOTS, &prefix, |key, value| {
-            let row = SnapshotRow::parse(&what, key, value)?;
-            row.feed(&mut |bytes| hasher.update(bytes));
-            match row {
-                SnapshotRow::Totals(value) => {
-                    book.totals = decode(&what, value)?;
-                    totals_bytes = Some(value.to_vec());
-                }
-                SnapshotRow::Order(value) => {
-                    let state: OrderState =
-                        codec::decode_state(value).map_err(|reason| corrupt(&what, reason))?;
-                    orders.push((state.order_id.clone(), state));
-                }
-                SnapshotRow::Customer(row_key, value) => {
-                    let key = keys::decode_customer_key(row_key)
-                        .ok_or_else(|| corrupt(&what, "malformed customer key"))?;
-                    book.customers.insert(key, decode(&what, value)?);
-                }
-                SnapshotRow::Revenue(row_key, value) => {
-                    let key = keys::decode_revenue_key(row_key)
-                        .ok_or_else(|| corrupt(&what, "malformed revenue key"))?;
-                    book.revenue.insert(key, decode(&what, value)?);
-                }
-            }
-            Ok(())
-        });
-        scanned.collect::<Result<()>>()?;
-        book.orders = orders.into_iter().collect();
-        let totals_bytes = totals_bytes.ok_or_else(|| corrupt(&what, "no totals row"))?;
-        hasher.update(&totals_bytes);
-        if Hash(hasher.finalize().into()) != header.digest {
-            return Err(corrupt(&what, "its content does not match its digest"));
-        }
-        debug_assert!(digest(&book) == header.digest, "stored bytes are canonical");
-        Ok(book)
     }
 
     /// The totals row of the snapshot at `position` (checked by `verify_snapshot`).
@@ -934,16 +944,50 @@ mod tests {
         }
         let header = ledger.snapshot_create().expect("snapshot");
         let store = ledger.store();
-        let expected = store.load_snapshot(&header).expect("loads").totals;
+        // What the snapshot must hold: a fold of the log up to it.
+        let filter = crate::ledger::Filter {
+            at_position: Some(header.position),
+            ..crate::ledger::Filter::default()
+        };
+        let full = crate::replay::replay(store, &filter, false, &crate::ledger::NoProgress)
+            .expect("full replay")
+            .book;
+        let expected = full.totals;
         assert_eq!(store.verify_snapshot(&header).expect("valid"), expected);
+        let loaded = store.load_snapshot(&header).expect("loads");
+        assert_eq!(
+            (
+                &loaded.orders,
+                &loaded.customers,
+                &loaded.revenue,
+                &loaded.totals
+            ),
+            (&full.orders, &full.customers, &full.revenue, &full.totals)
+        );
         // No room to buffer (this thread reads everything), little, plenty; one range per
         // kind, ranges of 16 orders, of one order.
         let shares = [0, 1, 4096, usize::MAX]
             .into_iter()
             .flat_map(|buffer| [4096, 16, 1].map(|orders| (buffer, orders)));
         for (buffer, orders) in shares.clone() {
-            let totals = store.check_snapshot(&header, buffer, orders);
-            assert_eq!(totals.expect("valid"), expected, "{buffer} {orders}");
+            let (totals, _) = store
+                .check_snapshot(&header, false, buffer, orders)
+                .expect("valid");
+            assert_eq!(totals, expected, "{buffer} {orders}");
+            let (totals, rows) = store
+                .check_snapshot(&header, true, buffer, orders)
+                .expect("valid");
+            assert_eq!(totals, expected, "{buffer} {orders}");
+            let orders: Vec<_> = full.orders.clone().into_iter().collect();
+            assert_eq!(rows.orders, orders, "{buffer}");
+            let customers: Vec<_> = full
+                .customers_in_order()
+                .into_iter()
+                .map(|(key, row)| (key.clone(), *row))
+                .collect();
+            assert_eq!(rows.customers, customers);
+            let revenue: Vec<_> = full.revenue.clone().into_iter().collect();
+            assert_eq!(rows.revenue, revenue);
         }
         // One changed byte is found wherever it is, whichever thread reads it.
         let rows = store.raw_rows(super::CF_SNAPSHOTS).expect("rows");
@@ -963,12 +1007,17 @@ mod tests {
             store
                 .tamper_raw(super::CF_SNAPSHOTS, key, Some(&changed))
                 .expect("tamper");
-            for (buffer, orders) in shares.clone() {
+            for ((buffer, orders), decode_rows) in shares.clone().zip([false, true].repeat(6)) {
                 let err = store
-                    .check_snapshot(&header, buffer, orders)
+                    .check_snapshot(&header, decode_rows, buffer, orders)
                     .expect_err("refused");
+                // Decoding meets the record's own checksum first; a check alone, the digest.
+                let message = err.to_string();
                 assert!(
-                    err.to_string().contains("does not match its digest"),
+                    matches!(err, Error::Corruption { .. })
+                        && message.contains("snapshot at position")
+                        && (message.contains("does not match its digest")
+                            || decode_rows && message.contains("checksum")),
                     "{err}"
                 );
             }
