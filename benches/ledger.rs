@@ -479,27 +479,24 @@ fn time_travel(ledger: &Ledger, args: &Args, report: &mut Report) -> Result<()> 
         {
             bail!("replay to {target} with a snapshot differs from a full replay");
         }
+        let summary_speedup = round2(without_ms as f64 / summary_ms.max(1) as f64);
+        let speedup = round2(without_ms as f64 / with_ms.max(1) as f64);
         runs.push(json!({
             "as_of": as_of.to_string(), "position": with.position,
             "target": kind,
             "summary_with_snapshots_ms": summary_ms,
-            "summary_speedup": round2(without_ms as f64 / summary_ms.max(1) as f64),
+            "summary_speedup": summary_speedup,
             "with_snapshots_ms": with_ms,
             "snapshot_position": with.snapshot.as_ref().map(|s| s.position),
             "tail_events": with.events_applied,
             "without_snapshots_ms": without_ms,
-            "speedup": round2(without_ms as f64 / with_ms.max(1) as f64),
+            "speedup": speedup,
         }));
-        let (summary_ms, with_ms, without_ms) = (
-            summary_ms.max(1) as f64,
-            with_ms.max(1) as f64,
-            without_ms as f64,
-        );
         if i == 0 {
             report.rows.push(Row {
                 phase: "replay near the end, every order: with vs without snapshots",
                 metric: "speedup x",
-                ordo: round2(without_ms / with_ms),
+                ordo: speedup,
                 baseline: None,
                 target: None,
                 detail: json!({}),
@@ -507,7 +504,7 @@ fn time_travel(ledger: &Ledger, args: &Args, report: &mut Report) -> Result<()> 
             report.rows.push(Row {
                 phase: "replay near the end, summary: with vs without snapshots",
                 metric: "speedup x",
-                ordo: round2(without_ms / summary_ms),
+                ordo: summary_speedup,
                 baseline: None,
                 target: Some(10.0),
                 detail: json!({}),

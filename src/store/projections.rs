@@ -358,15 +358,17 @@ impl Store {
         self.scan_at(cf, prefix, None, map)
     }
 
-    /// Rows of `cf` with keys in `from..to` (`None`: to the end), mapped as by `scan`.
+    /// Rows of `cf` with keys in `from..to` (`None`: to the end) as of `at` (`None`: now),
+    /// mapped as by `scan`.
     fn scan_range<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
         cf: &str,
-        from: &[u8],
-        to: Option<&[u8]>,
+        (from, to): (&[u8], Option<&[u8]>),
+        at: Option<&Snapshot<'_>>,
         map: F,
     ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let mut opts = ReadOptions::default();
+        let mut opts = read_options(at);
+        // Scans read whole column families (snapshots, live projections): see `events_from`.
         opts.fill_cache(false);
         if let Some(to) = to {
             opts.set_iterate_upper_bound(to.to_vec());
@@ -382,13 +384,8 @@ impl Store {
         at: Option<&Snapshot<'_>>,
         map: F,
     ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let mut opts = read_options(at);
-        // Scans read whole column families (snapshots, live projections): see `events_from`.
-        opts.fill_cache(false);
-        if let Some(upper) = prefix_upper_bound(prefix) {
-            opts.set_iterate_upper_bound(upper);
-        }
-        self.raw_scan(cf, opts, prefix, map)
+        let upper = prefix_upper_bound(prefix);
+        self.scan_range(cf, (prefix, upper.as_deref()), at, map)
     }
 
     /// Every order's current state, in order-id order.
@@ -742,7 +739,7 @@ impl Store {
         feed: &mut impl FnMut(&[u8]),
     ) -> Result<SnapshotPart> {
         let mut part = SnapshotPart::default();
-        let rows = self.scan_range(CF_SNAPSHOTS, from, to, |key, value| {
+        let rows = self.scan_range(CF_SNAPSHOTS, (from, to), None, |key, value| {
             let row = SnapshotRow::parse(what, key, value)?;
             row.feed(feed);
             match row {
@@ -772,8 +769,9 @@ impl Store {
 
     /// Contiguous key ranges covering every row of the snapshot `header`, in key order: the
     /// order rows and the customer rows are each cut into about `header.orders /
-    /// range_orders` ranges at keys interpolated between their first and last keys. Any cut would be correct (the
-    /// ranges only decide which thread reads what); these balance the two threads.
+    /// range_orders` ranges at keys interpolated between their first and last keys. Any cut
+    /// would be correct (the ranges only decide which thread reads what); these balance the
+    /// two threads.
     fn snapshot_ranges(&self, header: &SnapshotHeader, range_orders: u64) -> Result<Vec<KeyRange>> {
         let position = header.position;
         let parts = usize::try_from(header.orders / range_orders.max(1))
@@ -968,18 +966,18 @@ mod tests {
         // kind, ranges of 16 orders, of one order.
         let shares = [0, 1, 4096, usize::MAX]
             .into_iter()
-            .flat_map(|buffer| [4096, 16, 1].map(|orders| (buffer, orders)));
-        for (buffer, orders) in shares.clone() {
+            .flat_map(|buffer| [4096, 16, 1].map(|range_orders| (buffer, range_orders)));
+        for (buffer, range_orders) in shares.clone() {
             let (totals, _) = store
-                .check_snapshot(&header, false, buffer, orders)
+                .check_snapshot(&header, false, buffer, range_orders)
                 .expect("valid");
-            assert_eq!(totals, expected, "{buffer} {orders}");
+            assert_eq!(totals, expected, "{buffer} {range_orders}");
             let (totals, rows) = store
-                .check_snapshot(&header, true, buffer, orders)
+                .check_snapshot(&header, true, buffer, range_orders)
                 .expect("valid");
-            assert_eq!(totals, expected, "{buffer} {orders}");
+            assert_eq!(totals, expected, "{buffer} {range_orders}");
             let orders: Vec<_> = full.orders.clone().into_iter().collect();
-            assert_eq!(rows.orders, orders, "{buffer}");
+            assert_eq!(rows.orders, orders, "{buffer} {range_orders}");
             let customers: Vec<_> = full
                 .customers_in_order()
                 .into_iter()
@@ -1007,9 +1005,10 @@ mod tests {
             store
                 .tamper_raw(super::CF_SNAPSHOTS, key, Some(&changed))
                 .expect("tamper");
-            for ((buffer, orders), decode_rows) in shares.clone().zip([false, true].repeat(6)) {
+            for ((buffer, range_orders), decode_rows) in shares.clone().zip([false, true].repeat(6))
+            {
                 let err = store
-                    .check_snapshot(&header, decode_rows, buffer, orders)
+                    .check_snapshot(&header, decode_rows, buffer, range_orders)
                     .expect_err("refused");
                 // Decoding meets the record's own checksum first; a check alone, the digest.
                 let message = err.to_string();
