@@ -127,6 +127,18 @@ proptest! {
     }
 
     #[test]
+    fn event_records_keep_the_documented_frame(event in event()) {
+        // docs/format.md: [version 1][bincode 2 payload, standard config][CRC-32 of the two
+        // before, big-endian]. Stored history depends on these exact bytes.
+        let payload = bincode::serde::encode_to_vec(&event, bincode::config::standard())
+            .expect("an event encodes");
+        let mut expected = vec![codec::RECORD_FORMAT_V1];
+        expected.extend_from_slice(&payload);
+        expected.extend_from_slice(&crc32fast::hash(&expected).to_be_bytes());
+        prop_assert_eq!(codec::encode_event(&event), expected);
+    }
+
+    #[test]
     fn order_state_records_round_trip(i in 0..states().len()) {
         let state = &states()[i];
         prop_assert_eq!(&codec::decode_state(&codec::encode_state(state)).expect("decodes"), state);

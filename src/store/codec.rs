@@ -28,11 +28,17 @@ fn config() -> bincode::config::Configuration<
     bincode::config::standard().with_limit::<RECORD_BYTES_MAX>()
 }
 
+/// Room a record's buffer starts with: most records (events, order states) fit, so they
+/// grow at most once.
+const ENCODE_CAPACITY_BYTES: usize = 128;
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![RECORD_FORMAT_V1];
-    let payload = bincode::serde::encode_to_vec(value, config())
+    // One buffer: the version byte, the payload written in place, then the checksum (the
+    // payload in a buffer of its own cost an allocation and a copy per record).
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY_BYTES);
+    out.push(RECORD_FORMAT_V1);
+    bincode::serde::encode_into_std_write(value, &mut out, config())
         .expect("ledger records always encode (plain structs, well under the size limit)");
-    out.extend_from_slice(&payload);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
