@@ -23,6 +23,12 @@ pub const SCRATCH_DIR_PREFIX: &str = "scratch-";
 const STATE_TAG: u8 = b's';
 const ID_TAG: u8 = b'i';
 
+/// About the bytes a spilled staged id takes in a write batch (key, record, lengths).
+const SPILLED_ID_BYTES: usize = 128;
+
+/// About the bytes a spilled order state takes in a write batch.
+const SPILLED_STATE_BYTES: usize = 320;
+
 /// A temporary key-value table for staged order states and event ids.
 pub struct Scratch {
     db: DB,
@@ -106,7 +112,11 @@ impl Scratch {
             .map(|(order_id, state)| (state_key(order_id), state))
             .collect();
         states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut batch = WriteBatch::default();
+        // Sized up front (about a staged id's and an order state's bytes each): grown by
+        // doubling, a spill's batch of tens of MB was copied again at every step.
+        let mut batch = WriteBatch::with_capacity_bytes(
+            ids.len() * SPILLED_ID_BYTES + states.len() * SPILLED_STATE_BYTES,
+        );
         for (key, value) in ids {
             batch.put(key, codec::encode_record(value));
         }
