@@ -676,7 +676,7 @@ impl Store {
             } else {
                 unclaimed.next()
             };
-            index.map(|i| &ranges[i])
+            index.map(|i| (ranges[i].0.as_slice(), ranges[i].1.as_deref()))
         };
         let mut hasher = Sha256::new();
         let mut rows = SnapshotPart::default();
@@ -685,27 +685,22 @@ impl Store {
                 let mut parts = Vec::new();
                 let mut bytes = 0usize;
                 while bytes < buffer_bytes_max
-                    && let Some((from, to)) = claim(true)
+                    && let Some(range) = claim(true)
                 {
                     let mut input = Vec::new();
-                    let part = self.feed_snapshot_rows(
-                        &what,
-                        (from, to.as_deref()),
-                        decode_rows,
-                        &mut |bytes| input.extend_from_slice(bytes),
-                    )?;
+                    let part =
+                        self.feed_snapshot_rows(&what, range, decode_rows, &mut |bytes| {
+                            input.extend_from_slice(bytes)
+                        })?;
                     bytes += input.len();
                     parts.push((input, part));
                 }
                 Ok(parts)
             });
-            while let Some((from, to)) = claim(false) {
-                let part = self.feed_snapshot_rows(
-                    &what,
-                    (from, to.as_deref()),
-                    decode_rows,
-                    &mut |bytes| hasher.update(bytes),
-                )?;
+            while let Some(range) = claim(false) {
+                let part = self.feed_snapshot_rows(&what, range, decode_rows, &mut |bytes| {
+                    hasher.update(bytes)
+                })?;
                 rows.append(part);
             }
             let parts = back
