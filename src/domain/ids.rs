@@ -4,9 +4,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
 
+use compact_str::CompactString;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The longest identifier accepted, in characters (product.md section 1).
 pub const IDENTIFIER_CHARS_MAX: usize = 128;
@@ -42,16 +46,19 @@ fn validate_identifier(s: &str) -> Result<(), String> {
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String")]
-        pub struct $name(String);
+        ///
+        /// Held inline (no heap allocation) when at most 24 bytes long, which covers the ids
+        /// people use: a decoded event builds several identifiers, and the folds' maps
+        /// compare ids without following a pointer (docs/benchmarks.md, rebuild).
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(CompactString);
 
         impl $name {
             /// Builds the identifier, checking the identifier rule.
-            pub fn new(value: impl Into<String>) -> Result<Self, String> {
-                let value = value.into();
-                validate_identifier(&value)?;
-                Ok(Self(value))
+            pub fn new(value: impl AsRef<str>) -> Result<Self, String> {
+                let value = value.as_ref();
+                validate_identifier(value)?;
+                Ok(Self(CompactString::new(value)))
             }
 
             /// The identifier as text.
@@ -64,6 +71,25 @@ macro_rules! identifier {
             type Error = String;
             fn try_from(value: String) -> Result<Self, String> {
                 Self::new(value)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(value: &str) -> Result<Self, String> {
+                Self::new(value)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(StrVisitor::<$name>::new())
             }
         }
 
@@ -90,6 +116,30 @@ macro_rules! identifier {
             }
         }
     };
+}
+
+/// Reads a value held inline (an identifier, a currency) from a string, borrowed or not,
+/// checking its rule. A borrowed string (bincode over a stored record, JSON without escapes)
+/// is copied straight into the value, without an intermediate `String`.
+pub(crate) struct StrVisitor<T>(PhantomData<T>);
+
+impl<T> StrVisitor<T> {
+    /// The visitor for `T`.
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: FromStr<Err = String>> Visitor<'_> for StrVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+        T::from_str(value).map_err(E::custom)
+    }
 }
 
 identifier!(
@@ -205,5 +255,34 @@ mod tests {
         assert!(OrderId::new("ORD/1").is_err());
         assert!(OrderId::new("ORDé").is_err());
         assert!(OrderId::new("ORD\u{0}").is_err());
+    }
+
+    #[test]
+    fn identifiers_and_currencies_read_from_json_as_text_whatever_its_escapes() {
+        let long = "L".repeat(100);
+        let read: (OrderId, Sku, crate::domain::Currency, OrderId) =
+            serde_json::from_str(&format!(r#"["ORD\u002d1", "SKU-7", "E\u0055R", "{long}"]"#))
+                .expect("valid JSON");
+        assert_eq!(read.0.as_str(), "ORD-1");
+        assert_eq!(read.1.as_str(), "SKU-7");
+        assert_eq!(read.2.as_str(), "EUR");
+        assert_eq!(read.3.as_str(), long, "longer than what is held inline");
+        assert_eq!(
+            serde_json::to_string(&read).expect("serializable"),
+            format!(r#"["ORD-1","SKU-7","EUR","{long}"]"#)
+        );
+        let refused = |json: &str| {
+            serde_json::from_str::<OrderId>(json)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(refused(r#""ORD 1""#).contains("only A-Z a-z 0-9 . _ : - are allowed"));
+        assert!(refused("5").contains("expected a string"));
+        assert!(
+            serde_json::from_str::<crate::domain::Currency>(r#""eur""#)
+                .expect_err("lower case is refused")
+                .to_string()
+                .contains("is not a currency code")
+        );
     }
 }

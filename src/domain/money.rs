@@ -2,9 +2,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::str::FromStr;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ids::StrVisitor;
 
 /// An amount of money in minor units of the order's currency (cents for EUR).
 #[derive(
@@ -75,27 +78,26 @@ impl JsonSchema for Quantity {
     }
 }
 
-/// An ISO-4217 currency code: exactly three upper-case ASCII letters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Currency(String);
+/// An ISO-4217 currency code: exactly three upper-case ASCII letters, held inline (every
+/// order, customer row and revenue row carries one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
 
 impl Currency {
     /// Builds the code, checking its shape.
-    pub fn new(value: impl Into<String>) -> Result<Self, String> {
-        let value = value.into();
-        if value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Self(value))
-        } else {
-            Err(format!(
+    pub fn new(value: impl AsRef<str>) -> Result<Self, String> {
+        let value = value.as_ref();
+        match value.as_bytes() {
+            &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Self([a, b, c])),
+            _ => Err(format!(
                 "{value:?} is not a currency code (3 upper-case letters, e.g. EUR)"
-            ))
+            )),
         }
     }
 
     /// The code as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("a currency code is three ASCII letters")
     }
 }
 
@@ -106,9 +108,28 @@ impl TryFrom<String> for Currency {
     }
 }
 
+impl FromStr for Currency {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, String> {
+        Self::new(value)
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(StrVisitor::<Currency>::new())
+    }
+}
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

@@ -101,7 +101,7 @@ impl OrderState {
             order_id: event.order_id.clone(),
             customer_id: placed.customer_id.clone(),
             status: Status::Placed,
-            currency: placed.currency.clone(),
+            currency: placed.currency,
             lines: placed.lines.clone(),
             total: lines_total(&placed.lines),
             paid: Amount::ZERO,

@@ -205,7 +205,7 @@ pub fn effects_since(prev: Option<Before>, next: &OrderState, event: &Event) -> 
             (
                 CustomerKey {
                     customer_id: next.customer_id.clone(),
-                    currency: next.currency.clone(),
+                    currency: next.currency,
                 },
                 customer,
             )
@@ -214,7 +214,7 @@ pub fn effects_since(prev: Option<Before>, next: &OrderState, event: &Event) -> 
             (
                 RevenueKey {
                     day: Day::of(event.occurred_at),
-                    currency: next.currency.clone(),
+                    currency: next.currency,
                 },
                 row,
             )

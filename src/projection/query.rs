@@ -88,7 +88,7 @@ pub fn customers<'a>(
     rows.filter(|(key, _)| customer.is_none_or(|c| *c == key.customer_id))
         .map(|(key, row)| CustomerTotals {
             customer_id: key.customer_id.clone(),
-            currency: key.currency.clone(),
+            currency: key.currency,
             orders: row.orders,
             total: row.total,
             paid: row.paid,
@@ -158,10 +158,7 @@ pub fn revenue<'a>(
             Period::Day => key.day.label(),
             Period::Month => key.day.month_label(),
         };
-        super::Add::add(
-            buckets.entry((period, key.currency.clone())).or_default(),
-            row,
-        );
+        super::Add::add(buckets.entry((period, key.currency)).or_default(), row);
     }
     buckets
         .into_iter()
