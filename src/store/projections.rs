@@ -971,7 +971,11 @@ mod tests {
                 .check_snapshot(&header, true, buffer, range_orders)
                 .expect("valid");
             assert_eq!(totals, expected, "{buffer} {range_orders}");
-            let orders: Vec<_> = full.orders.clone().into_iter().collect();
+            let orders: Vec<_> = full
+                .orders
+                .iter()
+                .map(|(id, s)| (id.clone(), s.clone()))
+                .collect();
             assert_eq!(rows.orders, orders, "{buffer} {range_orders}");
             let customers: Vec<_> = full
                 .customers_in_order()
