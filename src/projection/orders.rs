@@ -25,6 +25,15 @@ pub struct Orders {
 }
 
 impl Orders {
+    /// Room for `orders` orders without growing (a fold that knows how many it will meet
+    /// moves no entry while it runs).
+    pub fn with_capacity(orders: usize) -> Orders {
+        Orders {
+            map: IndexMap::with_capacity(orders),
+            in_id_order: false,
+        }
+    }
+
     /// The state of one order.
     pub fn get(&self, id: &OrderId) -> Option<&OrderState> {
         self.map.get(id)
@@ -71,7 +80,8 @@ impl Orders {
 
 impl FromIterator<(OrderId, OrderState)> for Orders {
     fn from_iter<I: IntoIterator<Item = (OrderId, OrderState)>>(entries: I) -> Self {
-        let mut orders = Orders::default();
+        let entries = entries.into_iter();
+        let mut orders = Orders::with_capacity(entries.size_hint().0);
         for (id, state) in entries {
             orders.insert_new(id, state);
         }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply, apply_to};
 use crate::error::{Error, Result};
 use crate::ledger::{Filter, Progress};
-use crate::projection::{Book, PROJECTION_VERSION, Totals};
+use crate::projection::{Book, Orders, PROJECTION_VERSION, Totals};
 use crate::store::{SnapshotHeader, Store, chain};
 
 /// A replayed ledger.
@@ -92,7 +92,11 @@ pub fn replay(
     let snapshot = newest_usable(store, target, filter, use_snapshots)?;
     let mut book = match &snapshot {
         Some(header) => store.load_snapshot(header)?,
-        None => Book::default(),
+        // Sized for every order up to the target, as far as the head tells.
+        None => Book {
+            orders: Orders::with_capacity(order_capacity(store.head()?.orders, target)),
+            ..Book::default()
+        },
     };
     let events_applied = fold_tail(store, book.position, target, filter, progress, |event| {
         book.apply(event);
@@ -108,6 +112,19 @@ pub fn replay(
         elapsed_ms: elapsed_ms(started),
     })
 }
+
+/// Room for the orders of a replay to `target` from nothing: no more than the ledger holds,
+/// nor than the events up to `target` can place, nor than `ORDERS_RESERVED_MAX` (the room
+/// is taken before the first event is read).
+fn order_capacity(orders_at_head: u64, target: Position) -> usize {
+    usize::try_from(orders_at_head.min(target.0))
+        .unwrap_or(usize::MAX)
+        .min(ORDERS_RESERVED_MAX)
+}
+
+/// The most orders a replay makes room for in advance (pages of the room are only touched
+/// as orders fill it; the cap bounds what a wrong count could ask for).
+const ORDERS_RESERVED_MAX: usize = 10_000_000;
 
 /// What `ordo replay` prints by default: a replay's position, head hash and totals, without
 /// every order's state.
