@@ -13,9 +13,9 @@
 //!
 //! The HTTP server submits through the same `Sequencer` handle.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::domain::Position;
@@ -113,8 +113,7 @@ impl Sequencer {
             durability,
             counters: counters.clone(),
             publish,
-            snapshotter: None,
-            snapshot_pending: false,
+            snapshots: Snapshots::default(),
             snapshot_every_events: 0,
         };
         committer.read_settings();
@@ -497,10 +496,8 @@ struct Committer {
     durability: Durability,
     counters: Arc<Counters>,
     publish: tokio::sync::watch::Sender<Position>,
-    /// The automatic snapshot being taken in the background, if any.
-    snapshotter: Option<JoinHandle<()>>,
-    /// A snapshot fell due while another was running: it starts when that one ends.
-    snapshot_pending: bool,
+    /// The automatic snapshots being written or waiting in the background.
+    snapshots: Snapshots,
     /// The ledger's `snapshot_every_events`, read at start and after exclusive work (the
     /// only way settings change), not from RocksDB after every commit.
     snapshot_every_events: u64,
@@ -612,64 +609,129 @@ impl Committer {
         )
     }
 
-    /// Closing: lets a background snapshot finish before the store closes, and takes a
-    /// pending one (so that an import's last snapshot is not lost).
+    /// Closing: lets the background snapshots finish (the one being written, then the one
+    /// waiting) before the store closes.
     fn close_snapshots(&mut self) {
-        if let Some(snapshotter) = self.snapshotter.take() {
-            let _ = snapshotter.join();
-        }
-        if self.snapshot_pending
-            && let Err(e) = snapshot(&self.store)
-        {
-            tracing::warn!("snapshot at close failed: {e}");
-        }
+        self.snapshots.join_all();
     }
 
     /// Starts the automatic snapshot when the last commit crossed a multiple of
-    /// `snapshot_every_events`, on a background thread: it reads the projections through a
-    /// RocksDB snapshot (consistent between two commits), so appends do not wait for it. A
-    /// failure is logged, not fatal: snapshots only save time. If the previous one is still
-    /// running, this one waits (pending) and starts after a later commit once it ended.
+    /// `snapshot_every_events` (see `Snapshots`).
     fn snapshot_if_due(&mut self, before: Position) {
         let every = self.snapshot_every_events;
         if every > 0 && before.0 / every != self.head.position.0 / every {
-            self.snapshot_pending = true;
+            self.snapshots.start(&self.store);
         }
-        if !self.snapshot_pending {
-            return;
-        }
-        if let Some(running) = self.snapshotter.take() {
-            if !running.is_finished() {
-                self.snapshotter = Some(running);
-                return;
-            }
-            let _ = running.join();
-        }
-        self.snapshot_pending = false;
-        let store = self.store.clone();
+    }
+}
+
+/// The automatic snapshots, on background threads, each covering exactly the head of the
+/// commit that made it due, one written at a time.
+///
+/// A due snapshot's thread takes its view (a RocksDB snapshot, consistent between two
+/// commits) at once, and the writer waits for that (about 100 µs) before its next commit, so
+/// appends go on while snapshots are written. The thread then waits for its turn: the
+/// snapshot being written, if any, ends first. One that falls due while another is waiting
+/// supersedes it (the waiting one drops its view and writes nothing): the newest is what
+/// replays near the head can use, and at most one view waits. So a fast import leaves its
+/// snapshots at multiples of `snapshot_every_events`, fewer of them when writing one takes
+/// longer than committing the next interval.
+#[derive(Default)]
+struct Snapshots {
+    turns: Arc<(Mutex<Turns>, Condvar)>,
+    /// Threads started and not yet seen finished.
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Whose turn it is to write a snapshot.
+#[derive(Default)]
+struct Turns {
+    /// A snapshot is being written.
+    writing: bool,
+    /// The number of the newest snapshot that fell due; a waiting one with a smaller number
+    /// was superseded.
+    newest: u64,
+}
+
+impl Snapshots {
+    /// Starts a snapshot of `store`'s head; returns once its view is taken.
+    fn start(&mut self, store: &Arc<Store>) {
+        self.threads.retain(|thread| !thread.is_finished());
+        let number = {
+            let mut turns = lock(&self.turns.0);
+            turns.newest += 1;
+            turns.newest
+        };
+        // A waiting snapshot wakes up to find itself superseded.
+        self.turns.1.notify_all();
+        let (store, turns) = (store.clone(), self.turns.clone());
         let (taken, is_taken) = sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name("ordo-snapshot".to_owned())
             .spawn(move || {
+                let mut turn = None;
                 let written = store.write_snapshot_then(clock_now(), || {
                     let _ = taken.send(());
+                    turn = wait_for_turn(&turns, number);
+                    turn.is_some()
                 });
+                drop(turn);
                 if let Err(e) = written {
                     tracing::warn!("automatic snapshot failed: {e}");
                 }
             });
         match spawned {
-            Ok(handle) => {
-                // The next commit waits until the snapshot has fixed its view (a RocksDB
-                // snapshot: about 100 µs once per `snapshot_every_events`), so it covers
-                // exactly the head of this commit, not whatever a fast import reached
-                // meanwhile. An error before that drops the sender and ends the wait.
+            Ok(thread) => {
+                // An error before the view is taken drops the sender and ends the wait.
                 let _ = is_taken.recv();
-                self.snapshotter = Some(handle);
+                self.threads.push(thread);
             }
             Err(e) => tracing::warn!("cannot start the snapshot thread: {e}"),
         }
     }
+
+    /// Waits for every snapshot thread (the waiting one writes after the one being written).
+    fn join_all(&mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The right to write a snapshot, given back when dropped (also when its thread panics,
+/// so that the next snapshot and closing never wait for it forever).
+struct Turn<'a>(&'a (Mutex<Turns>, Condvar));
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.0).writing = false;
+        self.0.1.notify_all();
+    }
+}
+
+/// Waits until snapshot `number` may be written, or until a newer one superseded it
+/// (`None`).
+fn wait_for_turn(turns: &(Mutex<Turns>, Condvar), number: u64) -> Option<Turn<'_>> {
+    let (mutex, changed) = turns;
+    let mut state = lock(mutex);
+    while state.writing && state.newest == number {
+        state = changed
+            .wait(state)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    if state.newest != number {
+        return None;
+    }
+    state.writing = true;
+    Some(Turn(turns))
+}
+
+/// Locks `mutex`, whether or not a thread panicked while holding it (the turns stay
+/// meaningful: a flag and a counter).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Snapshots the stored projections at the head (read through a RocksDB snapshot, so
@@ -807,5 +869,79 @@ mod tests {
         // that fell due there covers exactly 300, although the rest was committed at once.
         assert_eq!(snapshot_positions(&store, 1)[0], Position(300));
         assert_eq!(sequencer.stats().commits, 2);
+    }
+
+    #[test]
+    fn every_automatic_snapshot_sits_at_a_multiple_and_the_last_due_one_is_written_at_close() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
+        store
+            .set_settings(&crate::store::Settings {
+                snapshot_every_events: 100,
+            })
+            .expect("settings");
+        let sequencer = Sequencer::start(
+            store.clone(),
+            store.head().expect("head"),
+            Durability::NoSync,
+        )
+        .expect("writer");
+        // Batches of 100 in a row make a snapshot due at every commit, often while the
+        // previous one is still being written; the last batch leaves the head off a multiple.
+        let sizes = [100; 30].into_iter().chain([50]);
+        for (b, size) in sizes.enumerate() {
+            let batch = (0..size).map(|i| placed(&format!("B{b}-{i}"))).collect();
+            sequencer
+                .submit_chained(batch, None)
+                .expect("queued")
+                .recv()
+                .expect("answered")
+                .expect("appended");
+        }
+        drop(sequencer);
+        let positions: Vec<u64> = store
+            .snapshot_headers()
+            .expect("headers")
+            .iter()
+            .map(|h| h.position.0)
+            .collect();
+        assert!(
+            positions.iter().all(|p| p % 100 == 0),
+            "off a multiple: {positions:?}"
+        );
+        assert_eq!(
+            positions.last(),
+            Some(&3000),
+            "the last one due: {positions:?}"
+        );
+    }
+
+    #[test]
+    fn a_waiting_snapshot_is_superseded_by_a_newer_one_which_writes_after_the_current() {
+        let turns = Arc::new((Mutex::new(Turns::default()), Condvar::new()));
+        let due = |turns: &(Mutex<Turns>, Condvar)| {
+            let mut state = lock(&turns.0);
+            state.newest += 1;
+            state.newest
+        };
+        let first = due(&turns);
+        let writing = wait_for_turn(&turns, first).expect("nothing is being written");
+        std::thread::scope(|scope| {
+            let second = due(&turns);
+            let turns = &turns;
+            let waiting = scope.spawn(move || wait_for_turn(turns, second).is_some());
+            // The second waits while the first is written, until a third supersedes it.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiting.is_finished(), "the second waits for the first");
+            let third = due(turns);
+            turns.1.notify_all();
+            assert!(!waiting.join().expect("joined"), "the second is superseded");
+            let newest = scope.spawn(move || wait_for_turn(turns, third).is_some());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!newest.is_finished(), "the third waits for the first");
+            drop(writing);
+            assert!(newest.join().expect("joined"), "the third is written next");
+        });
+        assert!(!lock(&turns.0).writing, "its turn was given back");
     }
 }

@@ -545,19 +545,23 @@ impl Store {
     /// constant whatever the number of orders, and commits go on meanwhile. The header is
     /// written last, with fsync; until then the snapshot does not exist for readers.
     pub fn write_snapshot(&self, created_at: Timestamp) -> Result<SnapshotHeader> {
-        self.write_snapshot_then(created_at, || {})
+        let written = self.write_snapshot_then(created_at, || true)?;
+        Ok(written.expect("a snapshot told to go on is written"))
     }
 
     /// `write_snapshot`, calling `taken` as soon as the RocksDB snapshot it copies from is
-    /// taken: a writer that waits for it before its next commit fixes the position the
-    /// snapshot covers.
+    /// taken (a writer that waits for it before its next commit fixes the position the
+    /// snapshot covers), and writing only if `taken` returns true (else `None`: the view is
+    /// dropped and nothing is written).
     pub fn write_snapshot_then(
         &self,
         created_at: Timestamp,
-        taken: impl FnOnce(),
-    ) -> Result<SnapshotHeader> {
+        taken: impl FnOnce() -> bool,
+    ) -> Result<Option<SnapshotHeader>> {
         let snapshot = self.db.snapshot();
-        taken();
+        if !taken() {
+            return Ok(None);
+        }
         let head: super::Head = self
             .meta_record_at(keys::META_HEAD, Some(&snapshot))?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
@@ -594,7 +598,7 @@ impl Store {
             codec::encode_record(&header),
         );
         self.write(batch, Durability::Sync)?;
-        Ok(header)
+        Ok(Some(header))
     }
 
     fn delete_snapshot_rows(&self, batch: &mut WriteBatch, position: Position) {
