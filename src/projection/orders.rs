@@ -9,8 +9,6 @@
 //! order and a walk costs nothing more; otherwise a walk sorts references to the entries first
 //! (what the `BTreeMap` paid on every insert, paid once).
 
-use std::cmp::Ordering;
-
 use indexmap::IndexMap;
 
 use crate::domain::{OrderId, OrderState};
@@ -19,9 +17,9 @@ use crate::domain::{OrderId, OrderState};
 #[derive(Clone, Debug, Default)]
 pub struct Orders {
     map: IndexMap<OrderId, OrderState>,
-    /// Whether the entries of `map` are in increasing id order (each new id sorted after the
-    /// last one).
-    in_id_order: bool,
+    /// Whether some id was added after a greater one: then the entries of `map` are not in
+    /// id order.
+    out_of_order: bool,
 }
 
 impl Orders {
@@ -30,7 +28,7 @@ impl Orders {
     pub fn with_capacity(orders: usize) -> Orders {
         Orders {
             map: IndexMap::with_capacity(orders),
-            in_id_order: false,
+            out_of_order: false,
         }
     }
 
@@ -46,8 +44,7 @@ impl Orders {
 
     /// Adds an order that is not there yet.
     pub fn insert_new(&mut self, id: OrderId, state: OrderState) {
-        let after_last = self.map.last().is_none_or(|(last, _)| *last < id);
-        self.in_id_order = after_last && (self.in_id_order || self.map.is_empty());
+        self.out_of_order |= self.map.last().is_some_and(|(last, _)| *last > id);
         let previous = self.map.insert(id, state);
         assert!(previous.is_none(), "an order is inserted once");
     }
@@ -64,7 +61,7 @@ impl Orders {
 
     /// Every order, in id order.
     pub fn iter(&self) -> Box<dyn Iterator<Item = (&OrderId, &OrderState)> + '_> {
-        if self.in_id_order || self.map.len() < 2 {
+        if !self.out_of_order {
             return Box::new(self.map.iter());
         }
         let mut entries: Vec<_> = self.map.iter().collect();
@@ -92,11 +89,7 @@ impl FromIterator<(OrderId, OrderState)> for Orders {
 /// Two books hold the same orders whatever order they were first seen in.
 impl PartialEq for Orders {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self
-                .iter()
-                .zip(other.iter())
-                .all(|(a, b)| a.0.cmp(b.0) == Ordering::Equal && a.1 == b.1)
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
     }
 }
 
