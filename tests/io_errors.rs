@@ -166,9 +166,13 @@ fn random_write_and_fsync_errors_fail_loudly_and_retries_never_duplicate() {
         let order = format!("O-{n}");
         let id = event_id(n);
         let mut tries = 0;
+        let mut last_error = String::new();
         loop {
             tries += 1;
-            assert!(tries <= 300, "event {n} never got through");
+            assert!(
+                tries <= 300,
+                "event {n} never got through; failures so far by message: {messages:?}; the last: {last_error}"
+            );
             attempts += 1;
             let output: Output = Command::new("fiu-run")
                 .args(["-x", "-f", ""])
@@ -209,6 +213,7 @@ fn random_write_and_fsync_errors_fail_loudly_and_retries_never_duplicate() {
                     // have been cut short by an injected write failure).
                     let what: String = stderr.chars().take(40).collect();
                     *messages.entry(what).or_default() += 1;
+                    last_error = stderr.into_owned();
                 }
                 other => panic!("exit {other:?} is not the storage error's 1: {stderr}"),
             }
