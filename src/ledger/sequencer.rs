@@ -816,13 +816,13 @@ mod tests {
         panic!("no snapshot within 10 s");
     }
 
-    #[test]
-    fn queued_batches_commit_up_to_a_snapshot_multiple_and_the_snapshot_covers_exactly_it() {
+    /// A writer (no fsync) over a fresh ledger that snapshots every `events` events.
+    fn writer_snapshotting_every(events: u64) -> (tempfile::TempDir, Arc<Store>, Sequencer) {
         let tmp = tempfile::tempdir().expect("tmp");
         let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
         store
             .set_settings(&crate::store::Settings {
-                snapshot_every_events: 300,
+                snapshot_every_events: events,
             })
             .expect("settings");
         let sequencer = Sequencer::start(
@@ -831,6 +831,12 @@ mod tests {
             Durability::NoSync,
         )
         .expect("writer");
+        (tmp, store, sequencer)
+    }
+
+    #[test]
+    fn queued_batches_commit_up_to_a_snapshot_multiple_and_the_snapshot_covers_exactly_it() {
+        let (_tmp, store, sequencer) = writer_snapshotting_every(300);
         // Hold the writer in exclusive work until five batches of 100 are queued, so that
         // it finds them all waiting at once.
         let (release, wait) = sync_channel::<()>(0);
@@ -873,19 +879,7 @@ mod tests {
 
     #[test]
     fn every_automatic_snapshot_sits_at_a_multiple_and_the_last_due_one_is_written_at_close() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
-        store
-            .set_settings(&crate::store::Settings {
-                snapshot_every_events: 100,
-            })
-            .expect("settings");
-        let sequencer = Sequencer::start(
-            store.clone(),
-            store.head().expect("head"),
-            Durability::NoSync,
-        )
-        .expect("writer");
+        let (_tmp, store, sequencer) = writer_snapshotting_every(100);
         // Batches of 100 in a row make a snapshot due at every commit, often while the
         // previous one is still being written; the last batch leaves the head off a multiple.
         let sizes = [100; 30].into_iter().chain([50]);
