@@ -20,13 +20,14 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply, apply_to};
 use crate::error::{Error, Result};
 use crate::ledger::{Filter, Progress};
 use crate::projection::{Book, Orders, PROJECTION_VERSION, Totals};
-use crate::store::{SnapshotHeader, Store, chain};
+use crate::store::{EventChunk, SnapshotHeader, Store, chain};
 
 /// A replayed ledger.
 #[derive(Debug)]
@@ -281,14 +282,16 @@ fn fold_tail(
     progress.begin("replaying", Some(target.0.saturating_sub(base.0)));
     let mut events_applied = 0;
     if target >= start {
-        // Reading and decoding the log (iterator, CRC, bincode, id checks) is about half of
-        // a fold; a second thread does it while this one folds, a chunk at a time.
+        // Reading and decoding the log (iterator, blocks, CRC, bincode, id checks) costs
+        // more than folding; a second thread reads while this one folds, a chunk at a time,
+        // and decoding is shared out between the two (see `read_ahead`).
+        let queued = AtomicUsize::new(0);
         std::thread::scope(|scope| -> Result<()> {
-            let chunks = read_ahead(scope, store, start, target);
-            for chunk in chunks {
-                let chunk = chunk?;
-                progress.advance(chunk.len() as u64);
-                for event in &chunk {
+            for chunk in read_ahead(scope, store, start, target, &queued) {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                let events = chunk?.into_events()?;
+                progress.advance(events.len() as u64);
+                for event in &events {
                     if filter.valid_at.is_none_or(|v| event.occurred_at <= v) {
                         fold(event)?;
                         events_applied += 1;
@@ -309,41 +312,31 @@ const READ_AHEAD_CHUNK_EVENTS: usize = 1_024;
 /// Chunks the reader may be ahead of the fold (bounds the memory of a replay).
 const READ_AHEAD_CHUNKS_MAX: usize = 4;
 
-/// Reads the events `start..=target` on a scoped thread, in chunks, in position order. The
-/// first error ends the stream; dropping the receiver stops the reader.
+/// The reader decodes a chunk itself while at least this many wait for the folder (the
+/// folder is the slower one); with fewer waiting, the folder is idle or about to be, and
+/// decodes the next chunk itself.
+const DECODE_WHILE_QUEUED_MIN: usize = 2;
+
+/// Reads the events `start..=target` on a scoped thread, in chunks, in position order;
+/// `queued` counts the chunks sent and not yet taken (the receiver decrements it). Whichever
+/// thread is the slower at the moment is spared the decoding: the reader decodes a chunk
+/// only when the folder has `DECODE_WHILE_QUEUED_MIN` waiting. The first error ends the
+/// stream; dropping the receiver stops the reader.
 fn read_ahead<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     store: &'scope Store,
     start: Position,
     target: Position,
-) -> std::sync::mpsc::Receiver<Result<Vec<Event>>> {
+    queued: &'scope AtomicUsize,
+) -> std::sync::mpsc::Receiver<Result<EventChunk>> {
     let (chunks, receiver) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS_MAX);
     scope.spawn(move || {
-        let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK_EVENTS);
-        for event in store.events_from(start) {
-            match event {
-                Ok(event) if event.position > target => break,
-                Ok(event) => {
-                    chunk.push(event);
-                    if chunk.len() == READ_AHEAD_CHUNK_EVENTS
-                        && chunks
-                            .send(Ok(std::mem::replace(
-                                &mut chunk,
-                                Vec::with_capacity(READ_AHEAD_CHUNK_EVENTS),
-                            )))
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = chunks.send(Err(e));
-                    return;
-                }
+        let decode_here = || queued.load(Ordering::Relaxed) >= DECODE_WHILE_QUEUED_MIN;
+        for chunk in store.event_chunks(start, target, READ_AHEAD_CHUNK_EVENTS, decode_here) {
+            queued.fetch_add(1, Ordering::Relaxed);
+            if chunks.send(chunk).is_err() {
+                return;
             }
-        }
-        if !chunk.is_empty() {
-            let _ = chunks.send(Ok(chunk));
         }
     });
     receiver

@@ -17,11 +17,13 @@
 
 mod canonical;
 pub mod chain;
+mod chunks;
 pub mod codec;
 pub mod keys;
 mod projections;
 mod scratch;
 
+pub use chunks::{EventChunk, StoredEvents};
 pub use projections::{Replacement, Settings, SnapshotHeader, digest as projections_digest};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 
