@@ -804,6 +804,7 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
             detail: json!({
                 "writes": raw.len(),
                 "p50_us": raw.micros(0.50), "p99_us": raw.micros(0.99),
+                "max_us": raw.micros(1.0),
                 "p99_in_fsyncs": round2(raw.micros(0.99) / fsync_us),
                 "what": "RocksDB's own group commit under ordo's load: each thread makes the raw write of the limit above and waits for it",
             }),
