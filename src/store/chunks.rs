@@ -162,26 +162,7 @@ impl<F: FnMut() -> bool> Iterator for Chunks<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EventData, EventType, OrderId};
-    use crate::ledger::{Ledger, NewEvent};
-    use crate::store::{Access, Durability};
-
-    fn ledger_of(events: usize) -> (tempfile::TempDir, Ledger) {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let ledger =
-            Ledger::open_with(tmp.path(), Access::ReadWrite, Durability::NoSync).expect("open");
-        for i in 0..events {
-            let data = EventData::from_json(
-                EventType::OrderPlaced,
-                serde_json::json!({"customer_id": format!("C-{}", i % 7), "currency": "EUR",
-                                   "lines": [{"sku": "A", "quantity": 1, "unit_price": 100 + i}]}),
-            )
-            .expect("valid data");
-            let order = OrderId::new(format!("ORD-{i:05}")).expect("valid id");
-            ledger.append(NewEvent::new(order, data)).expect("append");
-        }
-        (tmp, ledger)
-    }
+    use crate::store::ledger_of_placed_orders;
 
     /// Reads `from..=to` in chunks, decoding here as `decode_here` says for chunk i.
     fn read(
@@ -206,7 +187,7 @@ mod tests {
 
     #[test]
     fn chunks_hold_the_same_events_whoever_decodes_them() {
-        let (_tmp, ledger) = ledger_of(50);
+        let (_tmp, ledger) = ledger_of_placed_orders(50, 7);
         let store = ledger.store();
         let all: Vec<Event> = store
             .events_from(Position(1))
@@ -232,7 +213,7 @@ mod tests {
 
     #[test]
     fn a_damaged_record_is_refused_by_whoever_decodes_it() {
-        let (_tmp, ledger) = ledger_of(20);
+        let (_tmp, ledger) = ledger_of_placed_orders(20, 7);
         let store = ledger.store();
         let mut record = store.raw_rows(CF_EVENTS).expect("rows")[11].1.clone();
         *record.last_mut().expect("a record") ^= 1;

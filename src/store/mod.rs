@@ -805,3 +805,28 @@ impl Store {
         let _ = fs::remove_file(self.path.join(SERVER_FILE));
     }
 }
+
+/// A ledger on a temporary directory holding `orders` placed orders (`ORD-00000`, ...) of
+/// `customers` customers, one event each, for the store's tests.
+#[cfg(test)]
+pub(crate) fn ledger_of_placed_orders(
+    orders: usize,
+    customers: usize,
+) -> (tempfile::TempDir, crate::ledger::Ledger) {
+    use crate::domain::{EventData, EventType};
+    use crate::ledger::{Ledger, NewEvent};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ledger =
+        Ledger::open_with(tmp.path(), Access::ReadWrite, Durability::NoSync).expect("open");
+    for i in 0..orders {
+        let data = EventData::from_json(
+            EventType::OrderPlaced,
+            serde_json::json!({"customer_id": format!("C-{}", i % customers), "currency": "EUR",
+                               "lines": [{"sku": "A", "quantity": 1, "unit_price": 100 + i}]}),
+        )
+        .expect("valid data");
+        let order = OrderId::new(format!("ORD-{i:05}")).expect("valid id");
+        ledger.append(NewEvent::new(order, data)).expect("append");
+    }
+    (tmp, ledger)
+}

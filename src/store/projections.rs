@@ -895,9 +895,6 @@ fn read_options(at: Option<&Snapshot<'_>>) -> ReadOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EventData, EventType, OrderId};
-    use crate::ledger::{Ledger, NewEvent};
-    use crate::store::Access;
 
     #[test]
     fn keys_between_cuts_in_key_order_inside_the_common_prefix() {
@@ -926,19 +923,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_check_gives_one_answer_however_its_rows_are_shared_out() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let ledger =
-            Ledger::open_with(tmp.path(), Access::ReadWrite, Durability::NoSync).expect("open");
-        for i in 0..300 {
-            let data = EventData::from_json(
-                EventType::OrderPlaced,
-                serde_json::json!({"customer_id": format!("C-{}", i % 70), "currency": "EUR",
-                                   "lines": [{"sku": "A", "quantity": 1, "unit_price": 100 + i}]}),
-            )
-            .expect("valid data");
-            let order = OrderId::new(format!("ORD-{i:05}")).expect("valid id");
-            ledger.append(NewEvent::new(order, data)).expect("append");
-        }
+        let (_tmp, ledger) = crate::store::ledger_of_placed_orders(300, 70);
         let header = ledger.snapshot_create().expect("snapshot");
         let store = ledger.store();
         // What the snapshot must hold: a fold of the log up to it.
