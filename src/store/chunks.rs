@@ -6,11 +6,13 @@
 //! reader or handed over as the stored bytes for the folder to decode, whichever the caller
 //! asks for at the start of each chunk; the bytes never leave this module undecoded.
 
-use rocksdb::{DBRawIterator, ReadOptions};
+use rocksdb::DBRawIterator;
 
-use super::{CF_EVENTS, Store, decode_checked, keys, storage};
+use super::{
+    CF_EVENTS, Store, decode_checked, event_key_position, keys, log_scan_options, storage,
+};
 use crate::domain::{Event, Position};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Consecutive events of the log, in position order.
 #[derive(Debug)]
@@ -83,9 +85,7 @@ impl Store {
         decode_here: impl FnMut() -> bool + 's,
     ) -> impl Iterator<Item = Result<EventChunk>> + 's {
         assert!(chunk_events > 0, "a chunk holds at least one event");
-        // A scan of the log reads each block once: see `events_from`.
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
+        let mut opts = log_scan_options();
         opts.set_iterate_upper_bound(keys::event_key(Position(to.0.saturating_add(1))));
         let mut rows = self.db.raw_iterator_cf_opt(self.cf(CF_EVENTS), opts);
         rows.seek(keys::event_key(from));
@@ -124,10 +124,7 @@ impl<F: FnMut() -> bool> Chunks<'_, F> {
                 self.rows.status().map_err(storage)?;
                 break;
             };
-            let position = keys::decode_event_key(key).ok_or_else(|| Error::Corruption {
-                position: Position(0),
-                reason: format!("malformed event key of {} bytes", key.len()),
-            })?;
+            let position = event_key_position(key)?;
             match &mut chunk {
                 EventChunk::Decoded(events) => events.push(decode_checked(position, value)?),
                 EventChunk::Stored(stored) => {
@@ -162,6 +159,7 @@ impl<F: FnMut() -> bool> Iterator for Chunks<'_, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::store::ledger_of_placed_orders;
 
     /// Reads `from..=to` in chunks, decoding here as `decode_here` says for chunk i.

@@ -438,10 +438,7 @@ impl Store {
             None => Ok(Position(0)),
             Some(item) => {
                 let (key, _) = item.map_err(storage)?;
-                keys::decode_event_key(&key).ok_or_else(|| Error::Corruption {
-                    position: Position(0),
-                    reason: format!("malformed event key of {} bytes", key.len()),
-                })
+                event_key_position(&key)
             }
         }
     }
@@ -459,17 +456,12 @@ impl Store {
     /// Events from position `from` (inclusive) on, in position order, each decoded and
     /// checked against its key.
     pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
-        // A scan of the log reads each block once: caching it would only evict hot blocks
-        // (and freeing a full cache made closing the store slow).
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        self.raw_scan(CF_EVENTS, opts, &keys::event_key(from), |key, value| {
-            let position = keys::decode_event_key(key).ok_or_else(|| Error::Corruption {
-                position: Position(0),
-                reason: format!("malformed event key of {} bytes", key.len()),
-            })?;
-            decode_checked(position, value)
-        })
+        self.raw_scan(
+            CF_EVENTS,
+            log_scan_options(),
+            &keys::event_key(from),
+            |key, value| decode_checked(event_key_position(key)?, value),
+        )
     }
 
     /// Rows of column family `cf` from key `from` on (bounded by `opts`), each mapped by
@@ -727,6 +719,22 @@ impl Store {
             .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
             .collect()
     }
+}
+
+/// Read options of a scan of the log: it reads each block once, so caching the blocks would
+/// only evict hot ones (and freeing a full cache made closing the store slow).
+fn log_scan_options() -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.fill_cache(false);
+    opts
+}
+
+/// The position an event key names, or corruption.
+fn event_key_position(key: &[u8]) -> Result<Position> {
+    keys::decode_event_key(key).ok_or_else(|| Error::Corruption {
+        position: Position(0),
+        reason: format!("malformed event key of {} bytes", key.len()),
+    })
 }
 
 /// Decodes an event read at `position` and checks it claims that position.
