@@ -151,6 +151,22 @@ proptest! {
     }
 
     #[test]
+    fn hashes_decode_as_serdes_own_byte_arrays_do(bytes: [u8; 32], cut in 0usize..32) {
+        // `Hash` has a hand-written decoder (a plain loop, for speed); stored history needs it
+        // to read exactly what `[u8; 32]` reads, in bincode and in JSON, and to refuse less.
+        let config = bincode::config::standard();
+        let stored = bincode::serde::encode_to_vec(bytes, config).expect("bytes encode");
+        prop_assert_eq!(&stored, &bincode::serde::encode_to_vec(Hash(bytes), config).expect("a hash encodes"));
+        let (hash, used): (Hash, usize) = bincode::serde::decode_from_slice(&stored, config).expect("decodes");
+        prop_assert_eq!((hash, used), (Hash(bytes), 32));
+        prop_assert!(bincode::serde::decode_from_slice::<Hash, _>(&stored[..cut], config).is_err());
+        let json = serde_json::to_string(&bytes).expect("json");
+        prop_assert_eq!(serde_json::from_str::<Hash>(&json).expect("json decodes"), Hash(bytes));
+        let short = serde_json::to_string(&bytes[..cut]).expect("json");
+        prop_assert!(serde_json::from_str::<Hash>(&short).is_err());
+    }
+
+    #[test]
     fn decoding_random_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
         // Random bytes almost never carry a valid checksum: they must be refused.
         prop_assert!(codec::decode_event(&bytes).is_err());
