@@ -25,8 +25,10 @@ use crate::domain::{
 
 /// Version of the projection code. Snapshots record it; a snapshot written by another version
 /// is never trusted (it is reported and ignored). Bump it whenever `effects` or `apply` change
-/// what they compute.
-pub const PROJECTION_VERSION: u32 = 1;
+/// what they compute, or the digest that checks a snapshot changes.
+///
+/// 2: snapshot and projection digests are BLAKE3 (version 1: SHA-256); docs/decisions.md.
+pub const PROJECTION_VERSION: u32 = 2;
 
 /// A UTC calendar day, as days since 1970-01-01.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ mod canonical;
 pub mod chain;
 mod chunks;
 pub mod codec;
+mod digest;
 pub mod keys;
 mod projections;
 mod scratch;

@@ -3,9 +3,9 @@
 
 use rocksdb::{ReadOptions, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use sha2::{Digest, Sha256};
 use std::sync::{Mutex, PoisonError};
 
+use super::digest::Digester;
 use super::{
     CF_CUSTOMERS, CF_META, CF_ORDER_STATE, CF_REVENUE, CF_SNAPSHOTS, CF_STATUS_ORDERS, Durability,
     Store, codec, keys, storage,
@@ -73,9 +73,9 @@ enum Row<'a> {
 ///
 /// The customer rows are encoded and sorted on a second thread while this one encodes the
 /// orders (one after the other, the two were a third of the 0.3 to 0.5 s a 1M-event
-/// rebuild spent here after its fold); SHA-256 is one stream, so this thread hashes all.
+/// rebuild spent here after its fold); the digest is one stream, so this thread hashes all.
 fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
-    let mut hasher = Sha256::new();
+    let mut hasher = Digester::default();
     std::thread::scope(|scope| {
         let customers = scope.spawn(|| encoded_customers(book));
         for state in book.orders.values() {
@@ -101,7 +101,7 @@ fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
     let totals = codec::encode_record(&book.totals);
     hasher.update(&totals);
     visit(Row::Totals(totals));
-    Hash(hasher.finalize().into())
+    hasher.finalize()
 }
 
 /// `book`'s customer rows, encoded, in key order (which is `CustomerKey`'s order: an id
@@ -478,7 +478,7 @@ impl Store {
         let totals: Totals = self
             .meta_record_at(keys::META_TOTALS, at)?
             .unwrap_or_default();
-        let mut hasher = Sha256::new();
+        let mut hasher = Digester::default();
         let mut orders = 0u64;
         for (live_cf, kind) in [
             (CF_ORDER_STATE, keys::SNAPSHOT_ORDER),
@@ -497,11 +497,11 @@ impl Store {
             });
             rows.collect::<Result<()>>()?;
         }
-        hasher.update(codec::encode_record(&totals));
+        hasher.update(&codec::encode_record(&totals));
         Ok(LiveRows {
             totals,
             orders,
-            digest: Hash(hasher.finalize().into()),
+            digest: hasher.finalize(),
         })
     }
 
@@ -655,7 +655,7 @@ impl Store {
     /// `range_orders` orders.
     ///
     /// Reading the rows (iterator, block reads, LZ4) and decoding them is most of the work,
-    /// and SHA-256 is one stream. So the rows are cut into ranges: this thread takes them
+    /// and the digest is one stream. So the rows are cut into ranges: this thread takes them
     /// from the front and hashes them, a second thread takes them from the back and keeps
     /// their digest input in buffers (while it holds less than `buffer_bytes_max`), until
     /// the two meet; then this thread hashes the buffers, in key order. Which thread reads a
@@ -682,7 +682,7 @@ impl Store {
             };
             index.map(|i| (ranges[i].0.as_slice(), ranges[i].1.as_deref()))
         };
-        let mut hasher = Sha256::new();
+        let mut hasher = Digester::default();
         let mut rows = SnapshotPart::default();
         std::thread::scope(|scope| -> Result<()> {
             let back = scope.spawn(|| -> Result<Vec<(Vec<u8>, SnapshotPart)>> {
@@ -722,7 +722,7 @@ impl Store {
             .take()
             .ok_or_else(|| corrupt(&what, "no totals row"))?;
         hasher.update(&totals);
-        if Hash(hasher.finalize().into()) != header.digest {
+        if hasher.finalize() != header.digest {
             return Err(corrupt(&what, "its content does not match its digest"));
         }
         Ok((decode(&what, &totals)?, rows))
