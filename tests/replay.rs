@@ -11,7 +11,7 @@ use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, import};
 use ordo::projection::Day;
 use ordo::projection::query::{self, OrderFilter, RevenueFilter};
-use ordo::store::{Access, Settings};
+use ordo::store::{Access, Settings, SnapshotHeader, codec, keys};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -351,4 +351,57 @@ fn a_point_in_time_copy_verifies_and_answers_like_the_original_did() {
         .replay_into(&filter, &copy_dir, &NoProgress)
         .expect_err("the copy's directory is taken");
     assert_eq!(err.exit_code(), 2);
+}
+
+#[test]
+fn a_snapshot_written_by_other_projection_code_is_listed_unusable_and_never_replayed_from() {
+    // Snapshots from before projection_version 2 were digested with SHA-256
+    // (docs/decisions.md): after an upgrade they must be ignored, not refused as damaged.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ledger = generated_ledger_of(tmp.path(), 21, 120);
+    let head = ledger.store().head().expect("head").position;
+    let taken = ledger.snapshot_create().expect("a snapshot at the head");
+    assert_eq!(taken.position, head);
+    let with = ledger
+        .replay_summary(&Filter::default(), &NoProgress)
+        .expect("replays");
+    assert_eq!(with.snapshot.map(|h| h.position), Some(head));
+    let expected_totals = with.totals;
+    drop(ledger);
+
+    // Every snapshot header rewritten as the earlier code wrote it, straight in RocksDB.
+    let dir = tmp.path().join("ledger");
+    {
+        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &dir).expect("cfs");
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &dir, cfs).expect("open");
+        let meta = db.cf_handle(ordo::store::CF_META).expect("meta");
+        let headers: Vec<_> = db
+            .prefix_iterator_cf(meta, keys::META_SNAPSHOT_PREFIX)
+            .map(|row| row.expect("reads"))
+            .take_while(|(key, _)| key.starts_with(keys::META_SNAPSHOT_PREFIX))
+            .collect();
+        assert!(headers.len() >= 2, "automatic snapshots and the one taken");
+        for (key, value) in headers {
+            let mut header: SnapshotHeader = codec::decode_record(&value).expect("a header");
+            header.projection_version = 1;
+            db.put_cf(meta, key, codec::encode_record(&header))
+                .expect("rewritten");
+        }
+    }
+
+    let ledger = Ledger::open(&dir, Access::ReadOnly).expect("reopens");
+    let listed = ledger.snapshots().expect("lists");
+    assert!(!listed.is_empty());
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.projection_version == 1 && !s.usable),
+        "{listed:?}"
+    );
+    let without = ledger
+        .replay_summary(&Filter::default(), &NoProgress)
+        .expect("replays");
+    assert_eq!(without.snapshot, None);
+    assert_eq!(without.events_applied, head.0);
+    assert_eq!(without.totals, expected_totals);
 }
