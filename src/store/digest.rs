@@ -1,6 +1,6 @@
 //! The projection digest's hash: what a snapshot header, a rebuild and the snapshot check
-//! compute over projection rows (`docs/format.md`, "Snapshot digest"). The event hash chain
-//! is SHA-256 and lives in `chain`; this one is internal and may change with
+//! compute over projection rows (`docs/format.md`, below the table of keys). The event hash
+//! chain is SHA-256 and lives in `chain`; this one is internal and may change with
 //! `projection::PROJECTION_VERSION`.
 //!
 //! BLAKE3, fed in buffered pieces: projection rows arrive one at a time (about 110 bytes
