@@ -11,7 +11,7 @@ use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, import};
 use ordo::projection::Day;
 use ordo::projection::query::{self, OrderFilter, RevenueFilter};
-use ordo::store::{Access, Settings, SnapshotHeader, codec, keys};
+use ordo::store::{Access, Settings, codec, keys};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -367,28 +367,24 @@ fn a_snapshot_written_by_other_projection_code_is_listed_unusable_and_never_repl
         .expect("replays");
     assert_eq!(with.snapshot.map(|h| h.position), Some(head));
     let expected_totals = with.totals;
+
+    // Every snapshot header rewritten as the earlier code wrote it.
+    let headers = ledger.store().snapshot_headers().expect("headers");
+    assert!(headers.len() >= 2, "automatic snapshots and the one taken");
+    for mut header in headers {
+        header.projection_version = 1;
+        ledger
+            .store()
+            .tamper_raw(
+                ordo::store::CF_META,
+                &keys::snapshot_header_key(header.position),
+                Some(&codec::encode_record(&header)),
+            )
+            .expect("rewritten");
+    }
     drop(ledger);
 
-    // Every snapshot header rewritten as the earlier code wrote it, straight in RocksDB.
     let dir = tmp.path().join("ledger");
-    {
-        let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), &dir).expect("cfs");
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &dir, cfs).expect("open");
-        let meta = db.cf_handle(ordo::store::CF_META).expect("meta");
-        let headers: Vec<_> = db
-            .prefix_iterator_cf(meta, keys::META_SNAPSHOT_PREFIX)
-            .map(|row| row.expect("reads"))
-            .take_while(|(key, _)| key.starts_with(keys::META_SNAPSHOT_PREFIX))
-            .collect();
-        assert!(headers.len() >= 2, "automatic snapshots and the one taken");
-        for (key, value) in headers {
-            let mut header: SnapshotHeader = codec::decode_record(&value).expect("a header");
-            header.projection_version = 1;
-            db.put_cf(meta, key, codec::encode_record(&header))
-                .expect("rewritten");
-        }
-    }
-
     let ledger = Ledger::open(&dir, Access::ReadOnly).expect("reopens");
     let listed = ledger.snapshots().expect("lists");
     assert!(!listed.is_empty());
