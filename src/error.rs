@@ -63,6 +63,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file of the ledger is damaged: RocksDB found a checksum or format error in a table
+    /// or the MANIFEST, or a write-ahead log cannot be replayed whole. Nothing was changed
+    /// (damaged files are never deleted or cut short). Restore from a replica or an export,
+    /// or see `ordo recover` (docs/reliability.md). Exit 5.
+    #[error("the ledger is damaged: {0}")]
+    Damaged(String),
+
     /// An `ordo serve` answered with an error (`kind` is one of this enum's kinds, or
     /// `unauthorized`, `unavailable`), or could not be reached. Exit code by kind.
     #[error("{message}")]
@@ -94,7 +101,7 @@ impl Error {
             Error::LedgerInUse { .. } => "ledger_in_use",
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
-            Error::Corruption { .. } => "corruption",
+            Error::Corruption { .. } | Error::Damaged(_) => "corruption",
             Error::Remote { kind, .. } => kind,
             Error::AtLine { error, .. } => error.kind(),
         }

@@ -42,6 +42,21 @@ fn line(event_type: &str, order: &str, data: &str) -> String {
     format!(r#"{{"order_id":"{order}","type":"{event_type}","data":{data}}}"#)
 }
 
+/// Makes a file owner-only (0600) and returns its path.
+fn owner_only(path: String) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+/// A directory outside the ledger holding one file of the user's.
+fn non_empty_dir(l: &TestLedger) -> String {
+    let dir = l.tmp.path().join("users-files");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("notes.txt"), "mine").expect("write");
+    dir.display().to_string()
+}
+
 fn case(name: &'static str, args: Vec<String>, code: i32, message: &'static str) -> Case {
     Case {
         name,
@@ -910,6 +925,80 @@ fn cases(l: &TestLedger) -> Vec<Case> {
             args(&["serve", "--token-file", "/nonexistent/token"]),
             1,
             "/nonexistent/token",
+        ),
+        case(
+            "serve with a token file open to group or others",
+            args(&[
+                "serve",
+                "--token-file",
+                &path("loose-token", "a-token-of-24-characters".into()),
+            ]),
+            2,
+            "chmod 600",
+        ),
+        case(
+            "serve with a token shorter than 16 bytes",
+            args(&[
+                "serve",
+                "--token-file",
+                &owner_only(path("short-token", "short".into())),
+            ]),
+            2,
+            "at least 16",
+        ),
+        case(
+            "append whose data names a key twice",
+            append_to("ORD-1", "note_added", r#"{"text":"a","text":"b"}"#),
+            2,
+            "duplicate key \"text\"",
+        ),
+        case(
+            "an append --file line naming a key twice",
+            args(&[
+                "append",
+                "--file",
+                &path(
+                    "dup-keys.ndjson",
+                    format!(
+                        r#"{{"order_id":"N3","order_id":"N4","type":"order_placed","data":{PLACED}}}"#
+                    ),
+                ),
+            ]),
+            2,
+            "duplicate key \"order_id\"",
+        ),
+        case(
+            "an import line naming a key twice",
+            args(&[
+                "import",
+                &path(
+                    "dup-keys-import.ndjson",
+                    format!(
+                        "{good_line}\n{}\n",
+                        r#"{"order_id":"ORD-9","type":"note_added","data":{"text":"a"},"type":"note_added"}"#
+                    ),
+                ),
+            ]),
+            2,
+            "line 2",
+        ),
+        case(
+            "replay --into a directory that is not empty",
+            args(&["replay", "--at-position", "1", "--into", &non_empty_dir(l)]),
+            2,
+            "not empty",
+        ),
+        case(
+            "replay --into a directory inside the ledger",
+            args(&[
+                "replay",
+                "--at-position",
+                "1",
+                "--into",
+                &l.dir().join("copy").display().to_string(),
+            ]),
+            2,
+            "inside the ledger",
         ),
         case(
             "an https server URL",

@@ -127,6 +127,28 @@ fn replay_prints_a_summary_every_order_or_writes_a_copy() {
     t.ordo(&["replay", "--valid-at", "2030-01-01", "--into", copy_str])
         .assert()
         .code(2);
+    // Built beside its destination and renamed into place: nothing else is left there.
+    let beside: Vec<String> = std::fs::read_dir(t.tmp.path())
+        .expect("readable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".ordo-replay-"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    // An existing empty directory is a fine destination.
+    let empty = t.tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    t.ok(&[
+        "replay",
+        "--at-position",
+        "1",
+        "--into",
+        empty.to_str().expect("utf-8"),
+    ]);
+    let stats = common::ordo_at(&empty, &["stats", "--format", "json"])
+        .output()
+        .expect("runs");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("json");
+    assert_eq!(stats["head_position"], 1);
 }
 
 #[test]

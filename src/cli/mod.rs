@@ -4,6 +4,7 @@
 
 mod output;
 mod read;
+mod recover;
 mod remote;
 mod serve;
 mod views;
@@ -85,6 +86,9 @@ enum Command {
     Rebuild(views::RebuildArgs),
     /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
     Serve(serve::ServeArgs),
+    /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
+    /// damage (after confirmation; the damaged logs are copied aside first).
+    Recover(recover::RecoverArgs),
 }
 
 /// The time filters of product.md section 5.
@@ -146,5 +150,6 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Config(args) => views::config(cli, args, out),
         Command::Rebuild(args) => views::rebuild(cli, args, out),
         Command::Serve(args) => serve::serve(cli, args),
+        Command::Recover(args) => recover::recover(cli, args, out),
     }
 }

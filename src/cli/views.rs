@@ -23,7 +23,7 @@ fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
 }
 
 fn open_writer(cli: &Cli) -> Result<Ledger, ordo::Error> {
-    if !cli.data_dir.join("CURRENT").is_file() {
+    if !ordo::store::Store::exists(&cli.data_dir) {
         // Maintenance commands never create a ledger.
         return open(cli);
     }

@@ -140,7 +140,7 @@ fn read_data(arg: &str) -> Result<String, Error> {
 /// of messages. Returns it checked, and as the JSON a server takes.
 fn event_from_flags(args: &AppendArgs) -> Result<(ledger::NewEvent, Value), Error> {
     let data_text = read_data(args.data.as_deref().unwrap_or_default())?;
-    let data: Value = serde_json::from_str(&data_text)
+    let data: Value = ledger::json::parse_value(&data_text)
         .map_err(|e| Error::InvalidInput(format!("field `data`: not valid JSON ({e})")))?;
     let mut event = Map::new();
     event.insert("order_id".into(), args.order.clone().into());
@@ -184,7 +184,7 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent, Value)>, Error
             )));
         }
         let event = ledger::parse_event(text).map_err(|e| e.at_line(line))?;
-        let json = serde_json::from_str(text)
+        let json = ledger::json::parse_value(text)
             .map_err(|e| Error::InvalidInput(format!("not valid JSON ({e})")).at_line(line))?;
         events.push((line, event, json));
     }

@@ -118,7 +118,7 @@ fn optional<T>(
 }
 
 fn parse_object<T: serde::de::DeserializeOwned>(text: &str, hint: &str) -> Result<T> {
-    let value: Value = serde_json::from_str(text)
+    let value: Value = super::json::parse_value(text)
         .map_err(|e| Error::InvalidInput(format!("not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(Error::InvalidInput(
@@ -194,8 +194,8 @@ pub fn parse_event(text: &str) -> Result<NewEvent> {
     parse_event_via_value(text)
 }
 
-/// `parse_event` through a JSON `Value`: accepts duplicate keys (the last wins, as
-/// serde_json's `Value` does) and names the field of any fault.
+/// `parse_event` through a JSON `Value`: refuses duplicate keys and names the field of any
+/// fault.
 fn parse_event_via_value(text: &str) -> Result<NewEvent> {
     let raw: RawInput = parse_object(
         text,
@@ -381,7 +381,10 @@ mod tests {
         }
         let duplicate = r#"{"order_id":"O-1","type":"note_added","data":{"text":"a","text":"b"}}"#;
         assert!(parse_event_direct(duplicate).is_none());
-        assert!(parse_event(duplicate).is_ok());
+        let refused = parse_event(duplicate)
+            .expect_err("a key named twice")
+            .to_string();
+        assert!(refused.contains("duplicate key \"text\""), "{refused}");
     }
 
     proptest! {

@@ -5,6 +5,7 @@
 mod filter;
 mod import;
 mod input;
+pub mod json;
 pub mod params;
 mod sequencer;
 mod stage;

@@ -154,4 +154,30 @@ mod tests {
         assert_eq!(number(Naming::Fields, "limit", "12").expect("number"), 12);
         assert!(number(Naming::Fields, "limit", "-1").is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as parameters, parsing answers a value or an
+        /// invalid-input error naming the parameter: it never panics or overflows.
+        #[test]
+        fn any_parameter_text_parses_or_is_refused_as_invalid_input(
+            text in proptest::prop_oneof![
+                ".{0,40}",
+                "[0-9]{1,30}",
+                "-?[0-9]{1,20}",
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?",
+            ],
+            at_position in proptest::prelude::any::<Option<u64>>(),
+        ) {
+            let refused = |result: Result<()>, name: &str| match result {
+                Ok(()) => Ok(()),
+                Err(Error::InvalidInput(message)) if message.contains(name) => Ok(()),
+                Err(other) => Err(proptest::test_runner::TestCaseError::fail(format!("{name}: {other:?}"))),
+            };
+            refused(number(Naming::Fields, "limit", &text).map(drop), "limit")?;
+            refused(filter(Naming::Fields, Some(&text), None, at_position).map(drop), "as_of")?;
+            refused(filter(Naming::Flags, None, Some(&text), at_position).map(drop), "--valid-at")?;
+            refused(revenue_filter(Naming::Fields, None, Some(&text), None, None).map(drop), "from")?;
+            refused(order_filter(Naming::Fields, Some(&text), None, None).map(drop), "status")?;
+        }
+    }
 }

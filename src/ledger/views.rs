@@ -168,9 +168,11 @@ impl Ledger {
         replay::summarize(&self.store, filter, true, progress)
     }
 
-    /// Writes a point-in-time copy of the ledger into `dir` (which must not hold a ledger):
-    /// the events up to the target, with the same positions, times and hashes, and their
-    /// projections. Returns the copy's head.
+    /// Writes a point-in-time copy of the ledger into `dir` (new, or an empty directory
+    /// outside the ledger): the events up to the target, with the same positions, times and
+    /// hashes, and their projections. The copy is built in a temporary sibling of `dir` and
+    /// renamed into place at the end, so an interrupted copy never looks like a ledger.
+    /// Returns the copy's head.
     pub fn replay_into(
         &self,
         filter: &Filter,
@@ -182,13 +184,30 @@ impl Ledger {
                 "--into copies a prefix of the log (--as-of or --at-position); a --valid-at view is not a prefix, so its hashes could not be kept".to_owned(),
             ));
         }
-        if dir.join("CURRENT").exists() {
-            return Err(Error::InvalidInput(format!(
-                "{} already holds a ledger; --into needs a new directory",
-                dir.display()
-            )));
-        }
+        let dir = into_destination(self.store.path(), dir)?;
         let target = replay::target_position(&self.store, filter)?;
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let building = tempfile::Builder::new()
+            .prefix(".ordo-replay-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        let head = self.copy_into(building.path(), target, progress)?;
+        // rename(2) replaces an empty directory; the copy is complete and closed here.
+        std::fs::rename(building.path(), &dir).map_err(|e| Error::io(&dir, e))?;
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(parent, e))?;
+        Ok(head)
+    }
+
+    /// Copies the events up to `target` into a new ledger at `dir`; returns its head.
+    fn copy_into(
+        &self,
+        dir: &Path,
+        target: Position,
+        progress: &dyn Progress,
+    ) -> Result<crate::store::Head> {
         let copy = Ledger::open(dir, Access::ReadWrite)?;
         progress.begin("copying", Some(target.0));
         let mut batch = Vec::with_capacity(super::import::BATCH_EVENTS_DEFAULT);
@@ -369,4 +388,61 @@ fn preserving(event: Event) -> NewEvent {
         correlation_id: event.correlation_id,
         causation_id: event.causation_id,
     }
+}
+
+/// Where `replay --into DIR` may write: `dir` resolved (symbolic links and `..` followed as
+/// far as it exists), refused when it exists and is not an empty directory, or lies inside
+/// the ledger `ledger`.
+fn into_destination(ledger: &Path, dir: &Path) -> Result<std::path::PathBuf> {
+    let resolved = resolved(dir).map_err(|e| Error::io(dir, e))?;
+    let ledger = resolved_ledger(ledger)?;
+    if resolved.starts_with(&ledger) {
+        return Err(Error::InvalidInput(format!(
+            "--into {} lies inside the ledger {}; choose a directory outside it",
+            dir.display(),
+            ledger.display()
+        )));
+    }
+    match std::fs::read_dir(&resolved) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::InvalidInput(format!(
+                    "--into {} is not empty; --into needs a new or empty directory",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::InvalidInput(format!(
+                "--into {} is a file; --into needs a new or empty directory",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    Ok(resolved)
+}
+
+fn resolved_ledger(ledger: &Path) -> Result<std::path::PathBuf> {
+    ledger.canonicalize().map_err(|e| Error::io(ledger, e))
+}
+
+/// `path` made absolute, its longest existing ancestor canonicalized and the rest appended.
+fn resolved(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize()?;
+    out.extend(missing.iter().rev());
+    Ok(out)
 }

@@ -22,10 +22,13 @@ pub mod codec;
 mod digest;
 pub mod keys;
 mod projections;
+mod recover;
 mod scratch;
+pub mod wal;
 
 pub use chunks::{EventChunk, StoredEvents};
 pub use projections::{Replacement, Settings, SnapshotHeader, digest as projections_digest};
+pub use recover::{Recovered, RecoveryPlan};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 
 use std::fs;
@@ -87,8 +90,8 @@ const SERVER_URL_BYTES_MAX: u64 = 1024;
 /// How a ledger is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Reading only, as a RocksDB secondary instance: works while another process (a writer,
-    /// `ordo serve`) holds the ledger, and sees everything it committed before the open.
+    /// Reading only: works while another process (a writer, `ordo serve`) holds the ledger
+    /// (then as a RocksDB secondary instance), and sees everything committed before the open.
     /// Fails if the ledger does not exist.
     ReadOnly,
     /// The single writer; creates the ledger on first use.
@@ -171,8 +174,8 @@ pub enum Fault {
     AfterWrite = 2,
 }
 
-/// A writer closing with more than this in its memtables flushes them, so that the next
-/// read-only open does not replay a large write-ahead log (after a bulk import that took
+/// A writer closing with more than this in its write-ahead logs flushes its memtables, so
+/// that the next read-only open does not replay a large write-ahead log (after a bulk import that took
 /// most of a second per command).
 pub const FLUSH_ON_CLOSE_BYTES_MIN: u64 = 4 * 1024 * 1024;
 
@@ -181,20 +184,20 @@ impl Drop for Store {
         if self._lock.is_none() {
             return;
         }
+        // Measured by the logs a reader would replay, not by the memtables' size: that
+        // counts their bloom filters' arenas too (several MiB even when empty), which made
+        // every close flush, one tiny table per column family for each `ordo append`.
+        let log_bytes: u64 = wal::log_files(&self.path)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|log| fs::metadata(log).ok())
+            .map(|m| m.len())
+            .sum();
         let cfs: Vec<&rocksdb::ColumnFamily> = COLUMN_FAMILIES
             .iter()
             .filter_map(|name| self.db.cf_handle(name))
             .collect();
-        let memtable_bytes: u64 = cfs
-            .iter()
-            .filter_map(|cf| {
-                self.db
-                    .property_int_value_cf(cf, "rocksdb.cur-size-all-mem-tables")
-                    .ok()
-                    .flatten()
-            })
-            .sum();
-        if memtable_bytes >= FLUSH_ON_CLOSE_BYTES_MIN
+        if log_bytes >= FLUSH_ON_CLOSE_BYTES_MIN
             && let Err(e) = self
                 .db
                 .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
@@ -238,6 +241,14 @@ impl<T, F: FnMut(&[u8], &[u8]) -> Result<T>> Iterator for RawScan<'_, F> {
 }
 
 fn storage(e: rocksdb::Error) -> Error {
+    if e.kind() == rocksdb::ErrorKind::Corruption {
+        // A block, table or log checksum failed: the ledger's files are damaged, which is
+        // verification's business (exit 5), not an operational error to retry.
+        return Error::Damaged(format!(
+            "{}; ordo changed nothing (docs/reliability.md says how to recover)",
+            e.into_string()
+        ));
+    }
     let message = e.into_string();
     // RocksDB's wording buries the one fact the operator needs first.
     if message.contains("No space left on device") {
@@ -304,13 +315,29 @@ fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
     opts
 }
 
+/// How an open treats a write-ahead log that cannot be replayed whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Refuse to open (`Error::Damaged`, naming the file and offset). A tail torn by a
+    /// crash is still replayed up to the tear: it holds nothing that was acknowledged.
+    Strict,
+    /// Replay every log up to its first damaged record and drop the rest. Only
+    /// `ordo recover`, after copying the damaged logs aside, opens this way.
+    DropAfterDamage,
+}
+
 impl Store {
-    /// Opens the ledger in `path`.
+    /// Opens the ledger in `path`, refusing damaged write-ahead logs.
     pub fn open(path: &Path, access: Access) -> Result<Store> {
+        Store::open_with_recovery(path, access, Recovery::Strict)
+    }
+
+    /// Opens the ledger in `path`, treating damaged write-ahead logs as `recovery` says.
+    pub fn open_with_recovery(path: &Path, access: Access, recovery: Recovery) -> Result<Store> {
         let lock = match access {
             Access::ReadWrite => Some(lock_dir(path)?),
             Access::ReadOnly => {
-                if !path.join("CURRENT").is_file() {
+                if !Store::exists(path) {
                     return Err(Error::NotFound(format!(
                         "no ledger at {} (a ledger is created by the first write; pass --data-dir or set ORDO_DATA_DIR)",
                         path.display()
@@ -319,10 +346,19 @@ impl Store {
                 None
             }
         };
+        if recovery == Recovery::Strict
+            && let Some(damage) = wal::check_dir(path).map_err(|e| Error::io(path, e))?
+        {
+            return Err(damaged_wal(path, &damage));
+        }
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut db_opts = options(&cache, None);
         // All column families' memtables together; bounds the writer's memory.
         db_opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES_MAX);
+        // Replay each log up to its first unreadable record (a tail torn by a crash); the
+        // check above has made sure nothing whole follows one (`wal` says why a stricter
+        // RocksDB mode would refuse some crashes).
+        db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         let cfs = COLUMN_FAMILIES
             .map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name))));
         let (db, secondary) = match access {
@@ -332,11 +368,24 @@ impl Store {
                 let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
                 (db, None)
             }
+            Access::ReadOnly if !writer_holds_lock(path) => {
+                // No writer: a plain read-only instance. It checks every table the MANIFEST
+                // names when it opens them (all of them, with unlimited open files), and
+                // fails on a damaged one; a secondary instance instead falls back, silently,
+                // to the last state whose tables all open (RocksDB's ManifestTailer), and a
+                // read answered for that older ledger with exit 0. It writes nothing in the
+                // directory (no info log either).
+                db_opts.set_max_open_files(-1);
+                let db = DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
+                    .map_err(storage)?;
+                (db, None)
+            }
             Access::ReadOnly => {
-                // A secondary instance, not a read-only one: RocksDB supports it beside a
-                // live primary (it follows the primary's MANIFEST and WAL, and tolerates
-                // files the primary deletes meanwhile). RocksDB asks for unlimited open
-                // files so that it never reopens a file the primary has deleted.
+                // Beside a writer: a secondary instance, not a read-only one: RocksDB
+                // supports it beside a live primary (it follows the primary's MANIFEST and
+                // WAL, and tolerates files the primary deletes meanwhile). The writer itself
+                // opened every table strictly. RocksDB asks for unlimited open files so that
+                // it never reopens a file the primary has deleted.
                 let dir = tempfile::Builder::new()
                     .prefix("ordo-reader-")
                     .tempdir()
@@ -366,6 +415,11 @@ impl Store {
         let mut probe = WriteBatch::default();
         probe.put_log_data(b"ordo: write probe after a failed commit");
         self.db.write(probe).is_err()
+    }
+
+    /// Whether `path` holds a ledger (a RocksDB database: its `CURRENT` file).
+    pub fn exists(path: &Path) -> bool {
+        path.join("CURRENT").is_file()
     }
 
     /// The ledger directory.
@@ -722,6 +776,35 @@ impl Store {
     }
 }
 
+/// The error for a damaged write-ahead log: where, what can still be read, what to do.
+fn damaged_wal(path: &Path, damage: &wal::WalDamage) -> Error {
+    let advice = match readable_head(path) {
+        Some(head) => format!(
+            "events up to position {head} can be read, and any acknowledged after it are in \
+             the damaged log. ordo changed nothing: restore the ledger from a replica or an \
+             export, or keep positions 1 to {head} with `ordo recover --truncate-at {head}` \
+             (docs/reliability.md)"
+        ),
+        None => "ordo changed nothing: restore the ledger from a replica or an export \
+                 (docs/reliability.md)"
+            .to_owned(),
+    };
+    Error::Damaged(format!("{damage}; {advice}"))
+}
+
+/// The head position a replay of the logs up to their first damage reaches, from a
+/// read-only open (which writes, deletes and cuts nothing), or `None` if even that fails.
+pub fn readable_head(path: &Path) -> Option<Position> {
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let mut opts = options(&cache, None);
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+    let cfs =
+        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name))));
+    let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).ok()?;
+    let raw = db.get_cf(db.cf_handle(CF_META)?, keys::META_HEAD).ok()??;
+    codec::decode_head(&raw).ok().map(|head| head.position)
+}
+
 /// Read options of a scan of the log: it reads each block once, so caching the blocks would
 /// only evict hot ones (and freeing a full cache made closing the store slow).
 fn log_scan_options() -> ReadOptions {
@@ -777,6 +860,27 @@ fn lock_dir(path: &Path) -> Result<fs::File> {
         }),
         Err(fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
     }
+}
+
+/// Whether a writer process holds the ledger's lock, read from the kernel's table of locks
+/// (`/proc/locks`, matched by the lock file's inode). Looking takes no lock: a probe with a
+/// lock of our own could make a writer starting at that instant fail. When it cannot tell,
+/// it answers yes, the choice that works beside a writer.
+fn writer_holds_lock(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(lock) = fs::metadata(path.join(LOCK_FILE)) else {
+        // A writer creates the lock file before anything else.
+        return false;
+    };
+    let Ok(locks) = fs::read_to_string("/proc/locks") else {
+        return true;
+    };
+    let inode = format!(":{}", lock.ino());
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK ADVISORY WRITE 4242 fd:01:1234567 0 EOF"
+        fields.get(1) == Some(&"FLOCK") && fields.get(5).is_some_and(|id| id.ends_with(&inode))
+    })
 }
 
 /// The URL a running `ordo serve` left in the ledger directory, if any.
