@@ -187,7 +187,9 @@ fn serve_refuses_a_public_address_without_a_token_before_creating_anything() {
 #[test]
 fn with_a_token_file_the_cli_client_is_let_in_and_others_are_not() {
     let l = TestLedger::new();
-    let token = l.file("token", "t0ken-123\n");
+    let token = l.file("token", "t0ken-123-of-24-chars\n");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
     let token = token.to_str().expect("utf-8");
     let served = Served::start(&l.dir(), &["--token-file", token]);
     l.ordo(&["--server", &served.url, "stats"])

@@ -9,7 +9,7 @@ use clap::Args;
 
 use ordo::Error;
 use ordo::ledger::Ledger;
-use ordo::server::{LISTEN_DEFAULT, ServeOptions, Server};
+use ordo::server::{LISTEN_DEFAULT, Origins, ServeOptions, Server};
 use ordo::store::Access;
 
 use super::Cli;
@@ -20,6 +20,15 @@ pub struct ServeArgs {
     /// --token-file.
     #[arg(long, value_name = "ADDR", default_value = LISTEN_DEFAULT)]
     listen: String,
+    /// Also accept requests whose Host header names NAME (a DNS name that reaches this
+    /// server). The server's own address, and localhost on a loopback address, are always
+    /// accepted. Repeatable.
+    #[arg(long, value_name = "NAME")]
+    allow_host: Vec<String>,
+    /// Also accept requests that carry `Origin: ORIGIN` (a web page at that origin may then
+    /// write to the ledger). Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
@@ -40,7 +49,11 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         .as_deref()
         .map(ordo::server::read_token)
         .transpose()?;
-    let options = ServeOptions::new(listen, token);
+    let mut options = ServeOptions::new(listen, token);
+    options.origins = Origins {
+        hosts: args.allow_host.clone(),
+        origins: args.allow_origin.clone(),
+    };
     // Refused before the ledger is opened (and so perhaps created).
     options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

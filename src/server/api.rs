@@ -55,25 +55,11 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), count))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            super::guard::guard,
+        ))
         .with_state(app)
-}
-
-/// Every request, matched or not, needs the token when the server has one.
-async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if !app.authorized(header) {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this server needs `Authorization: Bearer TOKEN` (the CLI sends the token of --token-file)",
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 /// Counts requests by route and status for `/metrics`.
@@ -186,7 +172,31 @@ impl Params {
 
 type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
+/// The answer to a request body that stopped arriving (`Limits::body_read`).
+fn body_stalled() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "unavailable",
+        "the request body stopped arriving before it was complete (docs/http.md: limits)",
+    )
+}
+
+/// Whether a body error came from the body-read timeout.
+fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn body_error(rejection: BytesRejection) -> ApiError {
+    if stalled(&rejection) {
+        return body_stalled();
+    }
     let status = rejection.status();
     let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
         format!("the request body is larger than {BODY_BYTES_MAX} bytes; use POST /v1/import")
@@ -204,7 +214,7 @@ async fn append(
 ) -> Reply {
     Params::new(query, &[])?;
     let body = body.map_err(body_error)?;
-    let value: Value = serde_json::from_slice(&body)
+    let value: Value = ledger::json::parse_value_bytes(&body)
         .map_err(|e| ApiError::invalid(format!("the request body is not valid JSON ({e})")))?;
     let started = Instant::now();
     let reply = match value {
@@ -291,8 +301,13 @@ async fn import(State(app): State<Arc<App>>, query: QueryPairs, body: Body) -> R
     let mut stream = body.into_data_stream();
     let mut bytes: u64 = 0;
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::invalid(format!("reading the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if stalled(&e) {
+                body_stalled()
+            } else {
+                ApiError::invalid(format!("reading the request body: {e}"))
+            }
+        })?;
         bytes += chunk.len() as u64;
         if bytes > IMPORT_BODY_BYTES_MAX {
             return Err(ApiError::too_large(format!(

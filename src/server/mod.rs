@@ -8,6 +8,8 @@
 //! costs nobody else anything. Everything that grows has a limit below.
 
 mod api;
+mod guard;
+mod listen;
 mod metrics;
 mod reply;
 mod subscribe;
@@ -18,12 +20,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
 
+pub use guard::Origins;
+pub use listen::{CONNECTIONS_MAX, Limits};
 pub use metrics::Metrics;
 
 /// Where `ordo serve` listens unless told otherwise.
@@ -32,8 +36,6 @@ pub const LISTEN_DEFAULT: &str = "127.0.0.1:7411";
 pub const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Largest `POST /v1/import` body, spooled to a temporary file before validation: 16 GiB.
 pub const IMPORT_BODY_BYTES_MAX: u64 = 16 * 1024 * 1024 * 1024;
-/// Open connections at once; further clients wait in the kernel's accept queue.
-pub const CONNECTIONS_MAX: usize = 1024;
 /// Live subscriptions at once; more are refused with 503.
 pub const SUBSCRIBERS_MAX: usize = 256;
 /// Events queued for one subscriber before it counts as slow.
@@ -47,6 +49,8 @@ pub const PAGE_EVENTS_MAX: usize = 10_000;
 pub const PAGE_EVENTS_DEFAULT: usize = 1_000;
 /// Longest accepted token file.
 const TOKEN_BYTES_MAX: u64 = 4096;
+/// Shortest accepted token: 16 bytes, about 96 bits if drawn from base64.
+pub const TOKEN_BYTES_MIN: usize = 16;
 
 /// How to serve.
 #[derive(Clone, Debug)]
@@ -57,6 +61,10 @@ pub struct ServeOptions {
     pub token: Option<String>,
     /// How long a subscriber's buffer may stay full before it is disconnected.
     pub subscriber_stall: std::time::Duration,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+    /// The `Host` names and `Origin`s requests may carry besides this server's own address.
+    pub origins: Origins,
 }
 
 impl ServeOptions {
@@ -66,6 +74,8 @@ impl ServeOptions {
             listen,
             token,
             subscriber_stall: std::time::Duration::from_secs(SUBSCRIBER_STALL_SECONDS),
+            limits: Limits::default(),
+            origins: Origins::default(),
         }
     }
 
@@ -81,12 +91,29 @@ impl ServeOptions {
     }
 }
 
-/// Reads a token file: its content without surrounding whitespace, not empty.
+/// Reads a token file: its content without surrounding whitespace, at least
+/// `TOKEN_BYTES_MIN` bytes. Refused, as ssh refuses a private key, when the file is readable
+/// or writable by group or others.
 pub fn read_token(path: &Path) -> Result<String> {
     use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mode = file
+        .metadata()
+        .map_err(|e| Error::io(path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::InvalidInput(format!(
+            "token file {} is open to group or others (mode {:o}); make it owner-only: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(TOKEN_BYTES_MAX + 1).read_to_string(&mut text))
+    file.take(TOKEN_BYTES_MAX + 1)
+        .read_to_string(&mut text)
         .map_err(|e| Error::io(path, e))?;
     if text.len() as u64 > TOKEN_BYTES_MAX {
         return Err(Error::InvalidInput(format!(
@@ -99,6 +126,13 @@ pub fn read_token(path: &Path) -> Result<String> {
         return Err(Error::InvalidInput(format!(
             "token file {} must hold one token without spaces",
             path.display()
+        )));
+    }
+    if token.len() < TOKEN_BYTES_MIN {
+        return Err(Error::InvalidInput(format!(
+            "the token in {} is {} bytes; a token needs at least {TOKEN_BYTES_MIN}",
+            path.display(),
+            token.len()
         )));
     }
     Ok(token.to_owned())
@@ -114,6 +148,10 @@ struct App {
     /// Turns true when the server is shutting down; subscriptions end on it.
     shutdown: watch::Receiver<bool>,
     subscriber_stall: std::time::Duration,
+    /// Where requests may come from (`Host`, `Origin`).
+    origins: Origins,
+    /// The address the server is bound to (its `Host`).
+    listen: SocketAddr,
 }
 
 impl App {
@@ -121,7 +159,15 @@ impl App {
         let Some(expected) = &self.token else {
             return true;
         };
-        let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110 section 11.1); one or more spaces follow.
+        let given = header.and_then(|h| {
+            let (scheme, rest) = h.split_at_checked(6)?;
+            scheme
+                .eq_ignore_ascii_case(b"Bearer")
+                .then(|| rest.trim_ascii_start())
+                .filter(|token| token.len() < rest.len())
+        });
+        let Some(given) = given else {
             return false;
         };
         let given: [u8; 32] = Sha256::digest(given).into();
@@ -140,6 +186,7 @@ pub struct Server {
     app: Arc<App>,
     stop: watch::Sender<bool>,
     url: String,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Server {
@@ -174,12 +221,15 @@ impl Server {
             subscribers: Arc::new(Semaphore::new(SUBSCRIBERS_MAX)),
             shutdown,
             subscriber_stall: options.subscriber_stall,
+            origins: options.origins,
+            listen: addr,
         });
         Ok(Server {
             listener,
             app,
             stop,
             url,
+            limits: options.limits,
         })
     }
 
@@ -197,105 +247,18 @@ impl Server {
             app,
             stop,
             url,
+            limits,
         } = self;
         tracing::info!("serving {} at {url}", app.ledger.store().path().display());
         let router = api::router(app.clone());
-        let listener = Limited {
-            listener,
-            permits: Arc::new(Semaphore::new(CONNECTIONS_MAX)),
-        };
-        let signal = async move {
-            shutdown.await;
+        let stopping = move || {
             tracing::info!("shutting down: finishing requests in flight");
             // Subscriptions never finish by themselves; tell them to end.
             let _ = stop.send(true);
         };
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .await;
+        listen::serve(listener, router, limits, shutdown, stopping).await;
         app.ledger.store().withdraw_server();
-        served.map_err(|e| Error::Storage(format!("the server failed: {e}")))
-    }
-}
-
-/// The listener with a cap on open connections: accepting waits for a free permit, which
-/// each connection holds until it closes.
-struct Limited {
-    listener: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-/// A connection holding its permit.
-struct Connection {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for Limited {
-    type Io = Connection;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Connection, SocketAddr) {
-        let permit = match self.permits.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => unreachable!("the connection semaphore is never closed"),
-        };
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, addr)) => {
-                    return (
-                        Connection {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
-                }
-                // Out of file descriptors and the like: wait instead of spinning.
-                Err(e) => {
-                    tracing::warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-}
-
-impl tokio::io::AsyncRead for Connection {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Connection {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+        Ok(())
     }
 }
 

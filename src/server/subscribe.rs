@@ -51,7 +51,10 @@ pub(super) async fn subscribe(
         .ok_or_else(|| ApiError::internal("the writer has stopped"))?;
     // Last-Event-ID wins over `from`: it is where this client actually got to.
     let from = match (resume, p.number("from")?) {
-        (Some(last), _) => last + 1,
+        // Numbers from a client never overflow: u64::MAX is past any position there can be.
+        (Some(last), _) => last.checked_add(1).ok_or_else(|| {
+            ApiError::invalid(format!("Last-Event-ID {last} is past any position"))
+        })?,
         (None, Some(from)) => from.max(1),
         // Without a position: only what is committed from now on.
         (None, None) => committed.borrow().0 + 1,

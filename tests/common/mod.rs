@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a temporary ledger and the `ordo` binary on it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod in_process;
 pub mod served;
 
 use std::path::{Path, PathBuf};
