@@ -116,8 +116,7 @@ fn pristine() -> TestLedger {
 fn newest_log(dir: &Path) -> PathBuf {
     files(dir, |n| n.ends_with(".log"))
         .into_iter()
-        .filter(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
-        .next_back()
+        .rfind(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0))
         .expect("a write-ahead log")
 }
 

@@ -37,10 +37,6 @@ const MASK_DELTA: u32 = 0xa282_ead8;
 const KNOWN_TYPES: [u8; 7] = [1, 2, 3, 4, 9, 10, 130];
 /// Types with this bit set may be skipped by readers that do not know them.
 const SAFE_IGNORE_MASK: u8 = 1 << 7;
-/// Largest log read whole for the check. RocksDB's logs are bounded by the memtables they
-/// back (`WRITE_BUFFERS_BYTES_MAX` together); a larger file is read all the same, in one go,
-/// but this is what the check expects to cost.
-const LOG_BYTES_EXPECTED_MAX: u64 = 512 * 1024 * 1024;
 
 /// Where a write-ahead log is damaged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,46 +81,42 @@ pub fn log_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Checks every write-ahead log in `dir`: the first damage found, if any. A log that
-/// disappears while being read (a live writer retired it) is skipped.
+/// disappears while being read (a live writer retired it) is skipped. Logs are read a block
+/// at a time: memory stays at a few blocks whatever their size.
 pub fn check_dir(dir: &Path) -> std::io::Result<Option<WalDamage>> {
     // A torn log, waiting to see whether a later log holds records.
-    let mut torn: Option<(PathBuf, usize, String)> = None;
+    let mut torn: Option<(PathBuf, u64, String)> = None;
     for file in log_files(dir)? {
-        let bytes = match read_log(&file) {
-            Ok(bytes) => bytes,
+        let mut log = match fs::File::open(&file) {
+            Ok(log) => log,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        if let Some((earlier, offset, reason)) = torn.take() {
-            if matches!(read_record(&bytes, 0), Record::Whole { .. }) {
+        if let Some((earlier, offset, reason)) = &torn {
+            let mut first = vec![0u8; BLOCK_BYTES];
+            let n = read_block(&mut log, &mut first)?;
+            if is_whole_record(&first[..n], 0) {
                 return Ok(Some(WalDamage {
-                    file: earlier,
-                    offset: offset as u64,
+                    file: earlier.clone(),
+                    offset: *offset,
                     reason: format!("{reason}, and a later log holds records"),
                 }));
             }
+            continue;
         }
-        match check_log(&bytes) {
+        match check_reader(&mut log)? {
             LogEnd::Whole => {}
             LogEnd::Torn { offset, reason } => torn = Some((file, offset, reason)),
             LogEnd::Damaged { offset, reason } => {
                 return Ok(Some(WalDamage {
                     file,
-                    offset: offset as u64,
+                    offset,
                     reason,
                 }));
             }
         }
     }
     Ok(None)
-}
-
-fn read_log(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut file = fs::File::open(path)?;
-    let expected = file.metadata()?.len().min(LOG_BYTES_EXPECTED_MAX);
-    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// How a log ends.
@@ -135,14 +127,14 @@ pub enum LogEnd {
     /// Reading stops at `offset` with nothing whole behind it: what a crash leaves.
     Torn {
         /// Where the first unreadable record starts.
-        offset: usize,
+        offset: u64,
         /// Why it cannot be read.
         reason: String,
     },
     /// Reading stops at `offset` and whole records follow.
     Damaged {
         /// Where the first unreadable record starts.
-        offset: usize,
+        offset: u64,
         /// Why it cannot be read, and what follows.
         reason: String,
     },
@@ -150,47 +142,88 @@ pub enum LogEnd {
 
 /// Checks one log's bytes.
 pub fn check_log(bytes: &[u8]) -> LogEnd {
-    let mut at = 0;
-    while at < bytes.len() {
-        let block_end = block_end(at);
-        if block_end - at < HEADER_BYTES {
-            // The block's zero padding.
-            at = block_end;
-            continue;
-        }
-        match read_record(bytes, at) {
-            Record::Whole { end } => at = end,
-            Record::Padding => at = block_end,
-            Record::Unreadable(reason) => {
-                return match whole_record_after(bytes, at) {
-                    None => LogEnd::Torn { offset: at, reason },
-                    Some(later) => LogEnd::Damaged {
-                        offset: at,
-                        reason: format!("{reason}, yet a whole record follows at byte {later}"),
-                    },
-                };
-            }
-        }
-    }
-    LogEnd::Whole
+    check_reader(&mut std::io::Cursor::new(bytes)).expect("reading from memory cannot fail")
 }
 
-fn block_end(at: usize) -> usize {
-    (at / BLOCK_BYTES + 1) * BLOCK_BYTES
+/// Checks one log, read a block at a time from `log`.
+pub fn check_reader(log: &mut impl Read) -> std::io::Result<LogEnd> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    let mut block_start: u64 = 0;
+    loop {
+        let n = read_block(log, &mut block)?;
+        let data = &block[..n];
+        let mut at = 0;
+        while BLOCK_BYTES - at >= HEADER_BYTES && at < n {
+            match read_record(data, at) {
+                Record::Whole { end } => at = end,
+                // Zeros where a header would be (preallocated space): RocksDB skips the
+                // rest of the block.
+                Record::Padding => break,
+                Record::Unreadable(reason) => {
+                    let offset = block_start + at as u64;
+                    let later = match (at + 1..n).find(|&i| is_whole_record(data, i)) {
+                        Some(i) => Some(block_start + i as u64),
+                        None => whole_block_after(log, block_start)?,
+                    };
+                    return Ok(match later {
+                        None => LogEnd::Torn { offset, reason },
+                        Some(later) => LogEnd::Damaged {
+                            offset,
+                            reason: format!("{reason}, yet a whole record follows at byte {later}"),
+                        },
+                    });
+                }
+            }
+        }
+        if n < BLOCK_BYTES {
+            return Ok(LogEnd::Whole);
+        }
+        block_start += BLOCK_BYTES as u64;
+    }
+}
+
+/// Fills `block` from `log` as far as it goes; the bytes read (fewer only at the end).
+fn read_block(log: &mut impl Read, block: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < block.len() {
+        match log.read(&mut block[n..]) {
+            Ok(0) => break,
+            Ok(read) => n += read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The offset of the first later block of `log` that starts with a whole record (every
+/// block starts with a header), reading on from the block that started at `block_start`.
+fn whole_block_after(log: &mut impl Read, mut block_start: u64) -> std::io::Result<Option<u64>> {
+    let mut block = vec![0u8; BLOCK_BYTES];
+    loop {
+        block_start += BLOCK_BYTES as u64;
+        let n = read_block(log, &mut block)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if is_whole_record(&block[..n], 0) {
+            return Ok(Some(block_start));
+        }
+    }
 }
 
 enum Record {
     /// A record that reads, ending at `end`.
     Whole { end: usize },
-    /// Zeros where a header would be (preallocated space): RocksDB skips the rest of the
-    /// block.
+    /// Zeros where a header would be.
     Padding,
     /// The record cannot be read.
     Unreadable(String),
 }
 
-fn read_record(bytes: &[u8], at: usize) -> Record {
-    let Some(header) = bytes.get(at..at + HEADER_BYTES) else {
+/// The record at `at` of `block` (one block of a log; shorter only at the end of the file).
+fn read_record(block: &[u8], at: usize) -> Record {
+    let Some(header) = block.get(at..at + HEADER_BYTES) else {
         return Record::Unreadable("the file ends inside a record header".to_owned());
     };
     let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
@@ -199,15 +232,15 @@ fn read_record(bytes: &[u8], at: usize) -> Record {
         return Record::Padding;
     }
     let end = at + HEADER_BYTES + length;
-    if end > block_end(at) {
+    if end > BLOCK_BYTES {
         return Record::Unreadable(format!("record length {length} runs past its block"));
     }
-    if end > bytes.len() {
+    if end > block.len() {
         return Record::Unreadable(format!(
             "record length {length} runs past the end of the file"
         ));
     }
-    if !checksum_matches(bytes, at, end) {
+    if !checksum_matches(block, at, end) {
         return Record::Unreadable("checksum mismatch".to_owned());
     }
     if !KNOWN_TYPES.contains(&kind) && kind & SAFE_IGNORE_MASK == 0 {
@@ -216,30 +249,23 @@ fn read_record(bytes: &[u8], at: usize) -> Record {
     Record::Whole { end }
 }
 
-fn checksum_matches(bytes: &[u8], at: usize, end: usize) -> bool {
-    let stored = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-    let expected = stored.wrapping_sub(MASK_DELTA).rotate_left(15);
-    crc32c::crc32c(&bytes[at + 6..end]) == expected
+/// Whether a whole record (known type, not empty, checksum right) starts at `at` of `block`.
+fn is_whole_record(block: &[u8], at: usize) -> bool {
+    let Some(header) = block.get(at..at + HEADER_BYTES) else {
+        return false;
+    };
+    let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
+    let end = at + HEADER_BYTES + length;
+    length > 0
+        && KNOWN_TYPES.contains(&header[6])
+        && end <= block.len()
+        && checksum_matches(block, at, end)
 }
 
-/// The offset of a whole record (known type, not empty, checksum right) after the unreadable
-/// one at `bad`, if any: at any byte of the rest of its block (its length may be wrong), and
-/// at the start of each later block (every block starts with a header).
-fn whole_record_after(bytes: &[u8], bad: usize) -> Option<usize> {
-    let rest_of_block = bad + 1..block_end(bad).min(bytes.len());
-    let later_blocks = (block_end(bad)..bytes.len()).step_by(BLOCK_BYTES);
-    rest_of_block.chain(later_blocks).find(|&at| {
-        let Some(header) = bytes.get(at..at + HEADER_BYTES) else {
-            return false;
-        };
-        let length = usize::from(u16::from_le_bytes([header[4], header[5]]));
-        let end = at + HEADER_BYTES + length;
-        length > 0
-            && KNOWN_TYPES.contains(&header[6])
-            && end <= bytes.len()
-            && end <= block_end(at)
-            && checksum_matches(bytes, at, end)
-    })
+fn checksum_matches(block: &[u8], at: usize, end: usize) -> bool {
+    let stored = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+    let expected = stored.wrapping_sub(MASK_DELTA).rotate_left(15);
+    crc32c::crc32c(&block[at + 6..end]) == expected
 }
 
 #[cfg(test)]
@@ -332,7 +358,20 @@ mod tests {
         let LogEnd::Damaged { offset, reason } = check_log(&damaged) else {
             panic!("damage unseen");
         };
-        assert_eq!(offset, second);
+        assert_eq!(offset, second as u64);
         assert!(reason.contains("whole record follows"), "{reason}");
+    }
+
+    #[test]
+    fn a_torn_log_followed_by_a_log_with_records_is_damage() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = log_of(&payloads(10));
+        fs::write(dir.path().join("000007.log"), &log[..log.len() - 3]).expect("write");
+        fs::write(dir.path().join("000009.log"), b"").expect("write");
+        assert_eq!(check_dir(dir.path()).expect("readable"), None);
+        fs::write(dir.path().join("000011.log"), &log).expect("write");
+        let damage = check_dir(dir.path()).expect("readable").expect("damage");
+        assert!(damage.file.ends_with("000007.log"), "{damage}");
+        assert!(damage.reason.contains("later log"), "{damage}");
     }
 }
