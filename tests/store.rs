@@ -299,4 +299,16 @@ fn reopening_a_ledger_keeps_every_event_state_and_the_head() {
     let report = read_only.verify(&NoProgress).expect("verify");
     assert!(report.ok, "{:?}", report.reason);
     assert_eq!(report.head_position, Position(generated + 1));
+    // Writing through a reader is one error, whichever write: the caller's mistake.
+    let refused = read_only
+        .snapshot_create()
+        .expect_err("a reader cannot snapshot");
+    assert_eq!(refused.kind(), "invalid_input", "{refused}");
+    let refused = read_only
+        .append(NewEvent::new(
+            OrderId::new("NEW-2").expect("valid id"),
+            placed.data.clone(),
+        ))
+        .expect_err("a reader cannot append");
+    assert_eq!(refused.kind(), "invalid_input", "{refused}");
 }

@@ -84,10 +84,13 @@ impl Ledger {
         &self.store
     }
 
-    fn sequencer(&self) -> Result<&Sequencer> {
+    /// The writer, or the one error for every write asked of a ledger opened for reading
+    /// (a caller's mistake, so invalid input).
+    pub(super) fn sequencer(&self) -> Result<&Sequencer> {
         self.sequencer.as_ref().ok_or_else(|| {
-            Error::Storage(
-                "the ledger was opened read-only; open it for writing to append".to_owned(),
+            Error::InvalidInput(
+                "the ledger was opened for reading; open it for writing (Access::ReadWrite) to change it"
+                    .to_owned(),
             )
         })
     }

@@ -230,7 +230,7 @@ impl Ledger {
 
     /// Takes a snapshot of every projection at the head (needs the ledger open for writing).
     pub fn snapshot_create(&self) -> Result<SnapshotHeader> {
-        self.writer()?.exclusive(super::sequencer::snapshot)
+        self.sequencer()?.exclusive(super::sequencer::snapshot)
     }
 
     /// Every snapshot, oldest first.
@@ -245,7 +245,7 @@ impl Ledger {
 
     /// Deletes all but the newest `keep` snapshots; returns the positions deleted.
     pub fn snapshot_prune(&self, keep: usize) -> Result<Vec<Position>> {
-        self.writer()?.exclusive(move |store: &Store| {
+        self.sequencer()?.exclusive(move |store: &Store| {
             let headers = store.snapshot_headers()?;
             let doomed: Vec<Position> = headers
                 .iter()
@@ -267,7 +267,7 @@ impl Ledger {
 
     /// Changes the ledger's settings (needs the ledger open for writing).
     pub fn set_settings(&self, settings: Settings) -> Result<()> {
-        self.writer()?
+        self.sequencer()?
             .exclusive(move |store: &Store| store.set_settings(&settings))
     }
 
@@ -279,7 +279,7 @@ impl Ledger {
         force: bool,
         progress: Box<dyn Progress + Send>,
     ) -> Result<RebuildReport> {
-        self.writer()?.exclusive(move |store: &Store| {
+        self.sequencer()?.exclusive(move |store: &Store| {
             // The live projections are read and digested while the log is folded: the writer
             // is held, so they cannot change meanwhile.
             let (replayed, live) = std::thread::scope(|scope| {
@@ -308,12 +308,6 @@ impl Ledger {
                 matched,
                 swapped: true,
             })
-        })
-    }
-
-    fn writer(&self) -> Result<&super::Sequencer> {
-        self.sequencer.as_ref().ok_or_else(|| {
-            Error::InvalidInput("this needs the ledger opened for writing".to_owned())
         })
     }
 
