@@ -567,3 +567,22 @@ fn every_file_and_directory_of_the_ledger_is_owner_only() {
     }
     assert!(checked > 5, "only {checked} paths");
 }
+
+#[test]
+fn completions_and_a_man_page_are_printed_for_the_whole_cli() {
+    let l = TestLedger::new();
+    let bash = l.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("_ordo()") && bash.contains("recover"),
+        "{bash}"
+    );
+    for shell in ["zsh", "fish"] {
+        let script = l.ok(&["completions", shell]);
+        assert!(script.contains("snapshot"), "{shell}: {script}");
+    }
+    let man = l.ok(&["man"]);
+    assert!(man.starts_with(".ie") || man.contains(".TH ordo"), "{man}");
+    assert!(man.contains("verify"), "{man}");
+    l.ordo(&["completions", "tcsh"]).assert().code(2);
+    assert!(!l.dir().exists(), "printing help creates no ledger");
+}

@@ -12,7 +12,7 @@ mod write;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use ordo::ledger::Filter;
 use ordo::ledger::params::{self, Naming};
@@ -89,6 +89,14 @@ enum Command {
     /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
     /// damage (after confirmation; the damaged logs are copied aside first).
     Recover(recover::RecoverArgs),
+    /// Print a completion script for SHELL (e.g. `ordo completions bash >
+    /// /etc/bash_completion.d/ordo`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `ordo man > ordo.1; man ./ordo.1`).
+    Man,
 }
 
 /// The time filters of product.md section 5.
@@ -151,5 +159,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Rebuild(args) => views::rebuild(cli, args, out),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Recover(args) => recover::recover(cli, args, out),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "ordo", out);
+            Ok(())
+        }
+        Command::Man => Ok(clap_mangen::Man::new(Cli::command()).render(out)?),
     }
 }
