@@ -586,3 +586,16 @@ fn completions_and_a_man_page_are_printed_for_the_whole_cli() {
     l.ordo(&["completions", "tcsh"]).assert().code(2);
     assert!(!l.dir().exists(), "printing help creates no ledger");
 }
+
+#[test]
+fn a_table_shortens_long_data_and_json_prints_it_whole() {
+    let l = TestLedger::new();
+    let note = "n".repeat(300);
+    l.append("ORD-1", "order_placed", PLACED);
+    l.append("ORD-1", "note_added", &format!(r#"{{"text":"{note}"}}"#));
+    let table = l.ok(&["history", "ORD-1"]);
+    assert!(table.lines().all(|line| line.chars().count() < 300), "{table}");
+    assert!(table.contains('…'), "{table}");
+    let json = l.json(&["history", "ORD-1"]);
+    assert_eq!(json[1]["data"]["text"], note.as_str());
+}

@@ -42,6 +42,20 @@ fn cell(key: &str, value: &Value) -> String {
     }
 }
 
+/// Longest cell of a table of rows, in characters: an event's `data` can run to hundreds,
+/// which no terminal shows on one line. json, ndjson and csv print every value whole.
+pub const TABLE_CELL_CHARS_MAX: usize = 60;
+
+/// `text` cut to `max` characters, the last one `…`, when it is longer.
+fn shortened(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
 fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
@@ -86,7 +100,11 @@ pub fn rows(
             let mut t = table();
             t.set_header(table_columns.to_vec());
             for row in rows {
-                t.add_row(table_columns.iter().map(|k| cell(k, &row[*k])));
+                t.add_row(
+                    table_columns
+                        .iter()
+                        .map(|k| shortened(cell(k, &row[*k]), TABLE_CELL_CHARS_MAX)),
+                );
             }
             writeln!(out, "{t}")?;
             writeln!(
@@ -122,4 +140,17 @@ pub fn object(out: &mut dyn Write, format: Format, value: &Value) -> Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_cut_on_a_character_boundary_and_short_ones_kept() {
+        assert_eq!(shortened("abc".to_owned(), 5), "abc");
+        assert_eq!(shortened("abcdef".to_owned(), 5), "abcd…");
+        assert_eq!(shortened("ééééééé".to_owned(), 3), "éé…");
+        assert_eq!(shortened("abcde".to_owned(), 5), "abcde");
+    }
 }
