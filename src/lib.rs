@@ -11,12 +11,14 @@
 //! - [`replay`]: the whole ledger at a point in time, from the nearest snapshot.
 //! - [`server`]: `ordo serve`, the HTTP API, live subscriptions and metrics (axum).
 //! - [`generate`]: deterministic realistic workloads.
+//! - [`progress`]: how long work reports its progress.
 //! - `cli` (binary only): parses arguments and prints.
 
 pub mod domain;
 pub mod error;
 pub mod generate;
 pub mod ledger;
+pub mod progress;
 pub mod projection;
 pub mod replay;
 pub mod server;

@@ -594,7 +594,10 @@ fn a_table_shortens_long_data_and_json_prints_it_whole() {
     l.append("ORD-1", "order_placed", PLACED);
     l.append("ORD-1", "note_added", &format!(r#"{{"text":"{note}"}}"#));
     let table = l.ok(&["history", "ORD-1"]);
-    assert!(table.lines().all(|line| line.chars().count() < 300), "{table}");
+    assert!(
+        table.lines().all(|line| line.chars().count() < 300),
+        "{table}"
+    );
     assert!(table.contains('…'), "{table}");
     let json = l.json(&["history", "ORD-1"]);
     assert_eq!(json[1]["data"]["text"], note.as_str());

@@ -5,6 +5,7 @@
 //! append, replays history and backs the model tests.
 
 mod event;
+mod filter;
 mod ids;
 mod money;
 mod rules;
@@ -18,6 +19,7 @@ pub use event::{
     OrderShipped, PaymentCaptured, PaymentRefunded, QuantityChanged, Reason, SCHEMA_VERSION,
     ShippingAddressChanged,
 };
+pub use filter::Filter;
 pub use ids::{
     Actor, CustomerId, EventId, IDENTIFIER_CHARS_MAX, OrderId, PaymentId, Position, RefundId,
     ShipmentId, Sku, Version,

@@ -27,20 +27,7 @@ use super::Ledger;
 use super::input::{Lines, NewEvent, parse_envelope, parse_event};
 use super::sequencer::{BATCH_EVENTS_MAX, Chain, Pending};
 use super::stage::{AppendResult, DRY_RUN_ENTRIES_MAX, Stage};
-
-/// Progress of long work, shown by the CLI as a bar on a terminal.
-pub trait Progress {
-    /// A phase starts; `total` units if known.
-    fn begin(&self, _phase: &str, _total: Option<u64>) {}
-    /// `units` more are done.
-    fn advance(&self, _units: u64) {}
-    /// The phase is over.
-    fn end(&self) {}
-}
-
-/// Reports nothing.
-pub struct NoProgress;
-impl Progress for NoProgress {}
+use crate::progress::Progress;
 
 /// Events per durable commit of an import (and of `replay --into`).
 pub const BATCH_EVENTS_DEFAULT: usize = 5_000;

@@ -2,7 +2,6 @@
 //! read events and order states (now or at any point in time), verify, import and export.
 //! The CLI and the (later) HTTP server are thin layers over this.
 
-mod filter;
 mod import;
 mod input;
 pub mod json;
@@ -15,10 +14,9 @@ mod views;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use filter::Filter;
-pub use import::{
-    BATCH_EVENTS_DEFAULT, BatchResult, ImportOptions, NoProgress, Progress, export, import,
-};
+pub use crate::domain::Filter;
+pub use crate::progress::{NoProgress, Progress};
+pub use import::{BATCH_EVENTS_DEFAULT, BatchResult, ImportOptions, export, import};
 pub use input::{
     LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
 };

@@ -10,7 +10,7 @@ use crate::domain::{Event, Hash, Position, Timestamp, Version};
 use crate::error::{Error, Result};
 use crate::store::{Store, chain};
 
-use super::import::Progress;
+use crate::progress::Progress;
 
 /// What `ordo verify` reports (product.md section 6).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -23,9 +23,10 @@ use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::domain::Filter;
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply, apply_to};
 use crate::error::{Error, Result};
-use crate::ledger::{Filter, Progress};
+use crate::progress::Progress;
 use crate::projection::{Book, Orders, PROJECTION_VERSION, Totals};
 use crate::store::{EventChunk, SnapshotHeader, Store, chain};
 

@@ -9,8 +9,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,13 +20,12 @@ use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
 use super::reply::ApiError;
+use super::request::{Params, QueryPairs, TIME, blocking};
 use super::{App, BODY_BYTES_MAX, IMPORT_BODY_BYTES_MAX, PAGE_EVENTS_DEFAULT, PAGE_EVENTS_MAX};
 use crate::domain::{OrderId, Position};
 use crate::error::Error;
 use crate::ledger::params::{self, Naming};
-use crate::ledger::{
-    self, BATCH_EVENTS_MAX, BatchResult, Filter, ImportOptions, Ledger, NoProgress,
-};
+use crate::ledger::{self, BATCH_EVENTS_MAX, BatchResult, Filter, ImportOptions, NoProgress};
 
 type Reply = Result<Response, ApiError>;
 
@@ -85,18 +84,6 @@ async fn unknown_route(request: Request) -> ApiError {
     )
 }
 
-/// Runs a ledger call on the blocking pool.
-pub(super) async fn blocking<T: Send + 'static>(
-    app: &App,
-    work: impl FnOnce(&Ledger) -> crate::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    let ledger = app.ledger.clone();
-    tokio::task::spawn_blocking(move || work(&ledger))
-        .await
-        .map_err(|e| ApiError::internal(format!("a request task failed: {e}")))?
-        .map_err(ApiError::from)
-}
-
 fn json_reply(status: StatusCode, value: Value) -> Response {
     (status, Json(value)).into_response()
 }
@@ -104,73 +91,6 @@ fn json_reply(status: StatusCode, value: Value) -> Response {
 fn to_json<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(format!("encoding JSON: {e}")))
 }
-
-/// A request's query parameters: only the names an endpoint takes, each at most once. A
-/// misspelt time filter must not be ignored: the answer would silently be "now".
-pub(super) struct Params(Vec<(String, String)>);
-
-const TIME: [&str; 3] = ["as_of", "valid_at", "at_position"];
-
-impl Params {
-    pub(super) fn new(
-        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-        allowed: &[&[&str]],
-    ) -> Result<Params, ApiError> {
-        let Query(pairs) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-        let names: Vec<&str> = allowed.iter().flat_map(|a| a.iter().copied()).collect();
-        for (i, (name, _)) in pairs.iter().enumerate() {
-            if !names.contains(&name.as_str()) {
-                let takes = if names.is_empty() {
-                    "no parameters".to_owned()
-                } else {
-                    names.join(", ")
-                };
-                return Err(ApiError::invalid(format!(
-                    "unknown parameter `{name}`; this endpoint takes {takes}"
-                )));
-            }
-            if pairs[..i].iter().any(|(n, _)| n == name) {
-                return Err(ApiError::invalid(format!("parameter `{name}` given twice")));
-            }
-        }
-        Ok(Params(pairs))
-    }
-
-    pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(super) fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        Ok(self
-            .get(name)
-            .map(|v| params::number(Naming::Fields, name, v))
-            .transpose()?)
-    }
-
-    fn filter(&self) -> Result<Filter, ApiError> {
-        Ok(params::filter(
-            Naming::Fields,
-            self.get("as_of"),
-            self.get("valid_at"),
-            self.number("at_position")?,
-        )?)
-    }
-
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.get(name) {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(ApiError::invalid(format!(
-                "{name} {other:?} is not true or false"
-            ))),
-        }
-    }
-}
-
-type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The answer to a request body that stopped arriving (`Limits::body_read`).
 fn body_stalled() -> ApiError {

@@ -12,6 +12,7 @@ mod guard;
 mod listen;
 mod metrics;
 mod reply;
+mod request;
 mod subscribe;
 
 use std::future::Future;

@@ -20,8 +20,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::api::{Params, blocking};
 use super::reply::ApiError;
+use super::request::{Params, blocking};
 use super::{App, SUBSCRIBER_BUFFER_EVENTS};
 use crate::domain::{EventType, Position};
 

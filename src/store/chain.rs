@@ -7,6 +7,7 @@
 //! chain does not depend on the storage codec, and anyone can verify an `ordo export` with a
 //! JSON library and SHA-256 (docs/format.md has a worked example).
 
+use super::canonical::{self, string};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -35,7 +36,7 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     key(&mut out, false, "data");
     event
         .data
-        .serialize_data(super::canonical::Writer::new(&mut out))
+        .serialize_data(canonical::Writer::new(&mut out))
         .expect("event data are structs of strings, integers, options and lists");
     key(&mut out, false, "event_id");
     string(&mut out, &event.event_id.to_string());
@@ -55,23 +56,6 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
     out.extend_from_slice(event.version.0.to_string().as_bytes());
     out.push(b'}');
     out
-}
-
-/// A JSON string, escaped as serde_json escapes it.
-pub(super) fn string(out: &mut Vec<u8>, text: &str) {
-    // serde_json escapes only `"`, `\` and control characters; identifiers, times and ids
-    // (most strings here) have none, and copying them is a fraction of its escaping loop.
-    // A fold without early exit: the compiler vectorizes it.
-    let plain = !text.bytes().fold(false, |escape, b| {
-        escape | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    } else {
-        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
-    }
 }
 
 fn string_or_null(out: &mut Vec<u8>, text: Option<&str>) {

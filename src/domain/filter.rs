@@ -2,7 +2,7 @@
 //! and `--at-position`. They combine as an intersection; selected events are applied in
 //! position order.
 
-use crate::domain::{Event, Position, Timestamp};
+use super::{Event, Position, Timestamp};
 
 /// Which events a read sees. The default sees everything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
