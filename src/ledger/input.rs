@@ -120,6 +120,11 @@ fn optional<T>(
 fn parse_object<T: serde::de::DeserializeOwned>(text: &str, hint: &str) -> Result<T> {
     let value: Value = super::json::parse_value(text)
         .map_err(|e| Error::InvalidInput(format!("not valid JSON: {e}")))?;
+    from_object(value, hint)
+}
+
+/// `T` from a JSON object already parsed (strictly), naming the field of any fault.
+fn from_object<T: serde::de::DeserializeOwned>(value: Value, hint: &str) -> Result<T> {
     if !value.is_object() {
         return Err(Error::InvalidInput(
             "an event must be a JSON object".to_owned(),
@@ -197,10 +202,19 @@ pub fn parse_event(text: &str) -> Result<NewEvent> {
 /// `parse_event` through a JSON `Value`: refuses duplicate keys and names the field of any
 /// fault.
 fn parse_event_via_value(text: &str) -> Result<NewEvent> {
-    let raw: RawInput = parse_object(
-        text,
-        " (an exported envelope is imported with `ordo import --preserve`)",
-    )?;
+    new_event(parse_object(text, ENVELOPE_HINT)?)
+}
+
+/// Said of an unknown field: the likeliest cause is an export given where input is asked.
+const ENVELOPE_HINT: &str = " (an exported envelope is imported with `ordo import --preserve`)";
+
+/// `parse_event` of a JSON value already parsed (strictly, as `json::parse_value` does): a
+/// request body's element, without writing it back to text and parsing it again.
+pub fn parse_event_value(value: Value) -> Result<NewEvent> {
+    new_event(from_object(value, ENVELOPE_HINT)?)
+}
+
+fn new_event(raw: RawInput) -> Result<NewEvent> {
     let event_type = field("type", EventType::parse(&raw.event_type))?;
     Ok(NewEvent {
         order_id: field("order_id", OrderId::new(raw.order_id))?,
@@ -329,11 +343,21 @@ mod tests {
     }
 
     /// Whenever the direct path answers, the general path gives the same event.
+    /// The direct path, the general path and the path from a parsed value (a request
+    /// body's) give the same event, or the same error.
     fn agrees(text: &str) -> Option<NewEvent> {
         let direct = parse_event_direct(text);
         if let Some(event) = &direct {
             let general = parse_event_via_value(text).expect("the general path accepts it too");
             assert_eq!(&general, event, "{text}");
+        }
+        if let Ok(value) = crate::ledger::json::parse_value(text) {
+            let answer = |r: Result<NewEvent>| r.map_err(|e| e.to_string());
+            assert_eq!(
+                answer(parse_event_value(value)),
+                answer(parse_event_via_value(text)),
+                "{text}"
+            );
         }
         direct
     }

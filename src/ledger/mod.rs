@@ -19,6 +19,7 @@ pub use crate::progress::{NoProgress, Progress};
 pub use import::{BATCH_EVENTS_DEFAULT, BatchResult, ImportOptions, export, import};
 pub use input::{
     LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
+    parse_event_value,
 };
 pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer, WriterStats};
 pub use stage::AppendResult;

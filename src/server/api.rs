@@ -139,7 +139,7 @@ async fn append(
     let started = Instant::now();
     let reply = match value {
         Value::Object(_) => {
-            let event = ledger::parse_event(&value.to_string())?;
+            let event = ledger::parse_event_value(value)?;
             let result = blocking(&app, move |l| l.append(event)).await;
             app.metrics.append(
                 started.elapsed().as_secs_f64(),
@@ -165,11 +165,11 @@ async fn append(
             }
             // "line N" in messages is the Nth element of the array.
             let events = items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
                     let line = i as u64 + 1;
-                    ledger::parse_event(&item.to_string())
+                    ledger::parse_event_value(item)
                         .map(|e| (line, e))
                         .map_err(|e| e.at_line(line))
                 })
