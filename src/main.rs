@@ -10,8 +10,8 @@ mod cli;
 // mimalloc rather than glibc's malloc: replays, rebuilds and imports allocate and free
 // millions of small strings, often on another thread than the one that allocated them
 // (the read-ahead thread decodes, the fold frees); under glibc that cost a quarter of a
-// rebuild in malloc, free and arena locks (docs/benchmarks.md: rebuild 4.3 s -> 2.5 s,
-// import 46 s -> 29 s on the 1M workload). The benchmarks declare the same allocator.
+// rebuild in malloc, free and arena locks (docs/benchmarks.md has the before and after).
+// The benchmarks declare the same allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -434,8 +434,9 @@ fn validate_placed(p: &OrderPlaced) -> Result<(), FieldError> {
 pub struct Hash(pub [u8; 32]);
 
 /// The same tuple of 32 bytes that the derived impl reads (and `Serialize` writes), read by
-/// one plain loop: serde's own impl for `[u8; 32]` took 100 ns per hash under bincode, this
-/// one 21 ns, and every event read from the log carries a hash (docs/benchmarks.md).
+/// one plain loop: serde's own impl for `[u8; 32]` goes byte by byte through a sequence
+/// visitor, several times slower under bincode, and every event read from the log carries
+/// a hash (docs/benchmarks.md).
 impl<'de> Deserialize<'de> for Hash {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Bytes;

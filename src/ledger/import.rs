@@ -144,8 +144,9 @@ pub fn import(
 }
 
 /// Batches an import keeps submitted and unacknowledged: enough for the writer to stage
-/// one group of them while the committer writes the previous group (1M import, two runs
-/// each: 20.1 s with 2, 18.4 s with 4), few enough to bound memory (a batch is about 5 MB).
+/// one group of them while the committer writes the previous group (four were faster than
+/// two on the 1M import; docs/benchmarks.md), few enough to bound memory (a batch is a few
+/// megabytes).
 const IN_FLIGHT_BATCHES_MAX: usize = 4;
 
 /// Parsed batches of `options.batch_events` lines, each with its line number.

@@ -232,9 +232,8 @@ type Accepted = (Reply, Option<Chain>, Vec<AppendResult>);
 /// Groups of at least this many events are written on the committer thread while the
 /// stager stages the next group; smaller ones are written by the stager itself. Handing a
 /// group to another thread and hearing back costs two thread wake-ups (handing over every
-/// group raised a single writer's p50 append latency from 214-321 µs to 396-404 µs on this
-/// project's 2-core VM): more than staging a few events, far less than staging an import's
-/// batch (about 5 µs per event).
+/// group nearly doubled a single writer's append latency; docs/benchmarks.md): more than
+/// staging a few events, far less than staging an import's batch.
 pub const PIPELINE_EVENTS_MIN: usize = 256;
 
 /// A commit that failed: the head the store holds after it, and what its requests were
@@ -629,7 +628,7 @@ impl Committer {
 /// commit that made it due, one written at a time.
 ///
 /// A due snapshot's thread takes its view (a RocksDB snapshot, consistent between two
-/// commits) at once, and the writer waits for that (about 100 µs) before its next commit, so
+/// commits) at once, and the writer waits for that (a short wait) before its next commit, so
 /// appends go on while snapshots are written. The thread then waits for its turn: the
 /// snapshot being written, if any, ends first. One that falls due while another is waiting
 /// supersedes it (the waiting one drops its view and writes nothing): the newest is what

@@ -5,8 +5,8 @@
 //!
 //! BLAKE3, fed in buffered pieces: projection rows arrive one at a time (about 110 bytes
 //! each), and BLAKE3 reaches its SIMD speed only on inputs of many 1 KiB chunks. Fed row by
-//! row it was slower than SHA-256 here; fed 64 KiB at a time, 2.4 times faster (49 MB of
-//! rows: SHA-256 35 ms, BLAKE3 15 ms, docs/benchmarks.md). Splitting the input differently
+//! row it was slower than SHA-256 here; fed 64 KiB at a time, more than twice as fast
+//! (docs/benchmarks.md). Splitting the input differently
 //! never changes the digest: a streaming hash depends only on the bytes, in order.
 
 use crate::domain::Hash;

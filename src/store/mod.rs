@@ -305,9 +305,9 @@ fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
     // Snapshot rows are read whole (a replay checks every byte of one snapshot against its
     // digest) and only a few at a time otherwise (the orders a replay's tail touches): larger
-    // blocks cost less per row. A replay's check on the 1M ledger, 4 KiB -> 16 KiB: 80 to 73
-    // ms; its tail's point reads did not get slower (docs/benchmarks.md). The log keeps
-    // 4 KiB: one order's events are point reads, each of a whole block.
+    // blocks cost less per row, and a replay's tail's point reads did not get slower
+    // (docs/benchmarks.md). The log keeps 4 KiB: one order's events are point reads, each
+    // of a whole block.
     if name == Some(CF_SNAPSHOTS) {
         table.set_block_size(SNAPSHOT_BLOCK_BYTES);
     }

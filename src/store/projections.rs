@@ -72,8 +72,8 @@ enum Row<'a> {
 /// keys).
 ///
 /// The customer rows are encoded and sorted on a second thread while this one encodes the
-/// orders (one after the other, the two were a third of the 0.3 to 0.5 s a 1M-event
-/// rebuild spent here after its fold); the digest is one stream, so this thread hashes all.
+/// orders (one after the other, the two were a third of what a rebuild spent here after
+/// its fold); the digest is one stream, so this thread hashes all.
 fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
     let mut hasher = Digester::default();
     std::thread::scope(|scope| {
@@ -107,7 +107,7 @@ fn encode_rows(book: &Book, mut visit: impl FnMut(Row<'_>)) -> Hash {
 /// `book`'s customer rows, encoded, in key order (which is `CustomerKey`'s order: an id
 /// never holds the 0x00 that ends it in a key). The sort compares a 16-byte prefix of each
 /// key held in the array, then whole keys on a tie: sorting the map's keys chased two
-/// pointers per comparison (60 to 90 ms for 150,000 rows; perf, 1M-event rebuild).
+/// pointers per comparison, cache miss after cache miss (seen in a rebuild's profile).
 fn encoded_customers(book: &Book) -> Vec<(Vec<u8>, Vec<u8>)> {
     let prefix = |key: &[u8]| {
         let mut bytes = [0u8; 16];
@@ -156,8 +156,8 @@ struct LiveRows {
 
 /// Bytes of digest input the second thread of a snapshot check may hold for the first
 /// (`Store::check_snapshot`), plus at most one range more; past it, the first thread reads
-/// the rest itself. Bounds a check's memory whatever the number of orders (a 1M-event
-/// ledger's snapshot feeds its digest about 40 MB).
+/// the rest itself. Bounds a check's memory whatever the number of orders (a snapshot's
+/// digest input grows with them).
 const SNAPSHOT_CHECK_BUFFER_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Orders per range of a snapshot check (`Store::snapshot_ranges`): ranges small enough
