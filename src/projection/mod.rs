@@ -281,13 +281,19 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// An order moves from status `from` (`None`: it is new) to `to`.
-    pub fn move_order(&mut self, from: Option<Status>, to: Status) {
+    /// An order moves from status `from` (`None`: it is new) to `to`. The one rule for the
+    /// counts, in a fold, a replay's tail and a commit alike: a move out of a status that
+    /// counts no order means the counts and the orders disagree, and is refused (the caller
+    /// says what that is: a broken invariant, or damaged stored totals).
+    pub fn move_order(&mut self, from: Option<Status>, to: Status) -> Result<(), String> {
         if let Some(from) = from {
             let count = &mut self.statuses[status_index(from)];
-            *count = count.saturating_sub(1);
+            *count = count
+                .checked_sub(1)
+                .ok_or_else(|| format!("no {} order to move", from.as_str()))?;
         }
         self.statuses[status_index(to)] += 1;
+        Ok(())
     }
 }
 
@@ -344,7 +350,9 @@ impl Book {
             }
         };
         if let Some((from, to)) = effects.status {
-            self.totals.move_order(from, to);
+            self.totals
+                .move_order(from, to)
+                .expect("a book's status counts include every order it folded");
         }
         if let Some((key, row)) = effects.customer {
             self.customers.entry(key).or_default().add(&row);
@@ -355,5 +363,25 @@ impl Book {
         self.totals.max_occurred_at = self.totals.max_occurred_at.max(Some(event.occurred_at));
         self.position = event.position;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_out_of_an_empty_status_is_refused_and_changes_nothing() {
+        let mut totals = Totals::default();
+        totals.move_order(None, Status::Placed).expect("new order");
+        totals
+            .move_order(Some(Status::Placed), Status::Paid)
+            .expect("placed -> paid");
+        let before = totals;
+        let refused = totals
+            .move_order(Some(Status::Placed), Status::Cancelled)
+            .expect_err("no placed order is left");
+        assert!(refused.contains("placed"), "{refused}");
+        assert_eq!(totals, before);
     }
 }

@@ -228,14 +228,18 @@ fn summarize_from(
                 let before = state.status;
                 apply_to(state, event);
                 if state.status != before {
-                    totals.move_order(Some(before), state.status);
+                    totals
+                        .move_order(Some(before), state.status)
+                        .map_err(|reason| moved_wrongly(event.position, reason))?;
                 }
             }
             None => {
                 let Some(placed) = apply(None, event) else {
                     return Ok(());
                 };
-                totals.move_order(None, placed.status);
+                totals
+                    .move_order(None, placed.status)
+                    .map_err(|reason| moved_wrongly(event.position, reason))?;
                 touched.insert(event.order_id.clone(), placed);
             }
         }
@@ -358,4 +362,13 @@ fn hash_at(store: &Store, target: Position) -> Result<Hash> {
 
 fn elapsed_ms(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A status count of a snapshot's totals that cannot take the tail's move: the stored totals
+/// disagree with the stored orders.
+fn moved_wrongly(position: Position, reason: String) -> Error {
+    Error::Corruption {
+        position,
+        reason: format!("the snapshot's status counts: {reason}"),
+    }
 }

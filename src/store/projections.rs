@@ -313,13 +313,11 @@ impl Store {
         for (order_id, (from, to)) in in_key_order(&delta.moves) {
             if let Some(from) = from {
                 batch.delete_cf(status_cf, keys::status_order_key(*from, order_id));
-                let count = &mut totals.statuses[status_index(*from)];
-                *count = count.checked_sub(1).ok_or_else(|| {
-                    corrupt("totals", format!("no {} order to move", from.as_str()))
-                })?;
             }
             batch.put_cf(status_cf, keys::status_order_key(*to, order_id), []);
-            totals.statuses[status_index(*to)] += 1;
+            totals
+                .move_order(*from, *to)
+                .map_err(|reason| corrupt("totals", reason))?;
         }
         totals.max_occurred_at = totals.max_occurred_at.max(delta.max_occurred_at);
         for (key, change) in in_key_order(&delta.customers) {
