@@ -20,6 +20,7 @@ pub mod chain;
 mod chunks;
 pub mod codec;
 mod digest;
+mod dir;
 pub mod keys;
 mod projections;
 mod recover;
@@ -27,8 +28,10 @@ mod scratch;
 pub mod wal;
 
 pub use chunks::{EventChunk, StoredEvents};
+use dir::{lock_dir, writer_holds_lock};
 pub use projections::{Replacement, Settings, SnapshotHeader, digest as projections_digest};
-pub use recover::{Recovered, RecoveryPlan};
+use recover::damaged_wal;
+pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 
 use std::fs;
@@ -776,35 +779,6 @@ impl Store {
     }
 }
 
-/// The error for a damaged write-ahead log: where, what can still be read, what to do.
-fn damaged_wal(path: &Path, damage: &wal::WalDamage) -> Error {
-    let advice = match readable_head(path) {
-        Some(head) => format!(
-            "events up to position {head} can be read, and any acknowledged after it are in \
-             the damaged log. ordo changed nothing: restore the ledger from a replica or an \
-             export, or keep positions 1 to {head} with `ordo recover --truncate-at {head}` \
-             (docs/reliability.md)"
-        ),
-        None => "ordo changed nothing: restore the ledger from a replica or an export \
-                 (docs/reliability.md)"
-            .to_owned(),
-    };
-    Error::Damaged(format!("{damage}; {advice}"))
-}
-
-/// The head position a replay of the logs up to their first damage reaches, from a
-/// read-only open (which writes, deletes and cuts nothing), or `None` if even that fails.
-pub fn readable_head(path: &Path) -> Option<Position> {
-    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let mut opts = options(&cache, None);
-    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
-    let cfs =
-        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name))));
-    let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).ok()?;
-    let raw = db.get_cf(db.cf_handle(CF_META)?, keys::META_HEAD).ok()??;
-    codec::decode_head(&raw).ok().map(|head| head.position)
-}
-
 /// Read options of a scan of the log: it reads each block once, so caching the blocks would
 /// only evict hot ones (and freeing a full cache made closing the store slow).
 fn log_scan_options() -> ReadOptions {
@@ -835,88 +809,6 @@ fn decode_checked(position: Position, bytes: &[u8]) -> Result<Event> {
         });
     }
     Ok(event)
-}
-
-/// Creates the ledger directory (owner-only) and takes the writer's lock.
-fn lock_dir(path: &Path) -> Result<fs::File> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::io(path, e))?;
-    let lock_path = path.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::LedgerInUse {
-            path: path.to_owned(),
-            server: served_by(path),
-        }),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io(&lock_path, e)),
-    }
-}
-
-/// Whether a writer process holds the ledger's lock, read from the kernel's table of locks
-/// (`/proc/locks`, matched by the lock file's inode). Looking takes no lock: a probe with a
-/// lock of our own could make a writer starting at that instant fail. When it cannot tell,
-/// it answers yes, the choice that works beside a writer.
-fn writer_holds_lock(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(lock) = fs::metadata(path.join(LOCK_FILE)) else {
-        // A writer creates the lock file before anything else.
-        return false;
-    };
-    let Ok(locks) = fs::read_to_string("/proc/locks") else {
-        return true;
-    };
-    let inode = format!(":{}", lock.ino());
-    locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // "1: FLOCK ADVISORY WRITE 4242 fd:01:1234567 0 EOF"
-        fields.get(1) == Some(&"FLOCK") && fields.get(5).is_some_and(|id| id.ends_with(&inode))
-    })
-}
-
-/// The URL a running `ordo serve` left in the ledger directory, if any.
-fn served_by(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut url = String::new();
-    fs::File::open(path.join(SERVER_FILE))
-        .and_then(|f| f.take(SERVER_URL_BYTES_MAX).read_to_string(&mut url))
-        .ok()?;
-    let url = url.trim();
-    (!url.is_empty()).then(|| url.to_owned())
-}
-
-impl Store {
-    /// Leaves the server's URL in the ledger directory (owner-only), for commands refused
-    /// the lock. Only the writer calls it.
-    pub fn announce_server(&self, url: &str) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        assert!(self._lock.is_some(), "only the writer announces a server");
-        let path = self.path.join(SERVER_FILE);
-        fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(url.as_bytes()))
-            .map_err(|e| Error::io(&path, e))
-    }
-
-    /// Removes the server's URL (at shutdown). A leftover after a crash is harmless: it is
-    /// only read while the lock is held, and the next server overwrites it.
-    pub fn withdraw_server(&self) {
-        let _ = fs::remove_file(self.path.join(SERVER_FILE));
-    }
 }
 
 /// A ledger on a temporary directory holding `orders` placed orders (`ORD-00000`, ...) of

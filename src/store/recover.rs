@@ -10,7 +10,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::wal::{self, WalDamage};
-use super::{Access, Recovery, Store, lock_dir, readable_head};
+use rocksdb::{ColumnFamilyDescriptor, DB};
+
+use super::{
+    Access, BLOCK_CACHE_BYTES, CF_META, COLUMN_FAMILIES, Recovery, Store, codec, keys, lock_dir,
+    options,
+};
 use crate::domain::Position;
 use crate::error::{Error, Result};
 
@@ -109,4 +114,33 @@ fn copy_logs_aside(path: &Path) -> Result<PathBuf> {
             .map_err(|e| Error::io(synced, e))?;
     }
     Ok(dir)
+}
+
+/// The error for a damaged write-ahead log: where, what can still be read, what to do.
+pub(super) fn damaged_wal(path: &Path, damage: &wal::WalDamage) -> Error {
+    let advice = match readable_head(path) {
+        Some(head) => format!(
+            "events up to position {head} can be read, and any acknowledged after it are in \
+             the damaged log. ordo changed nothing: restore the ledger from a replica or an \
+             export, or keep positions 1 to {head} with `ordo recover --truncate-at {head}` \
+             (docs/reliability.md)"
+        ),
+        None => "ordo changed nothing: restore the ledger from a replica or an export \
+                 (docs/reliability.md)"
+            .to_owned(),
+    };
+    Error::Damaged(format!("{damage}; {advice}"))
+}
+
+/// The head position a replay of the logs up to their first damage reaches, from a
+/// read-only open (which writes, deletes and cuts nothing), or `None` if even that fails.
+pub fn readable_head(path: &Path) -> Option<Position> {
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let mut opts = options(&cache, None);
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+    let cfs =
+        COLUMN_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name))));
+    let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).ok()?;
+    let raw = db.get_cf(db.cf_handle(CF_META)?, keys::META_HEAD).ok()??;
+    codec::decode_head(&raw).ok().map(|head| head.position)
 }
