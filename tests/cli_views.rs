@@ -126,7 +126,8 @@ fn replay_prints_a_summary_every_order_or_writes_a_copy() {
     assert_eq!(report["head_hash"], hash_2);
     t.ordo(&["replay", "--valid-at", "2030-01-01", "--into", copy_str])
         .assert()
-        .code(2);
+        .code(2)
+        .stderr(predicates::str::contains("not a prefix"));
     // Built beside its destination and renamed into place: nothing else is left there.
     let beside: Vec<String> = std::fs::read_dir(t.tmp.path())
         .expect("readable")
@@ -165,7 +166,10 @@ fn audit_shows_each_event_with_the_state_after_it_and_a_verified_hash() {
     assert_eq!(by_alice.as_array().map(Vec::len), Some(2));
     let by_bob = t.json(&["audit", "--actor", "bob", "--to", "2000-01-01"]);
     assert_eq!(by_bob.as_array().map(Vec::len), Some(0));
-    t.ordo(&["audit"]).assert().code(2);
+    t.ordo(&["audit"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("<ORDER>"));
 }
 
 #[test]
@@ -205,8 +209,12 @@ fn snapshots_are_created_listed_pruned_and_taken_automatically() {
     assert_eq!(pruned["deleted"], serde_json::json!([3]));
     t.ordo(&["config", "snapshot_every", "often"])
         .assert()
-        .code(2);
-    t.ordo(&["config", "colour"]).assert().code(2);
+        .code(2)
+        .stderr(predicates::str::contains("whole number"));
+    t.ordo(&["config", "colour"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("unknown setting \"colour\""));
 }
 
 #[test]

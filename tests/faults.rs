@@ -59,14 +59,20 @@ fn a_commit_failing_before_its_write_writes_nothing_and_the_retry_appends() {
     // Nothing of it is visible, on disk or to the writer.
     assert_eq!(ledger.head().expect("head").position, Position(1));
     let b = OrderId::new("B").expect("id");
-    assert!(ledger.state(&b, &Filter::default()).is_err());
+    let unseen = ledger
+        .state(&b, &Filter::default())
+        .expect_err("B was never stored");
+    assert_eq!(unseen.kind(), "not_found", "{unseen}");
     // The retry appends it, at the next position.
     let retried = ledger.append(placed("B", &id(2))).expect("retry");
     assert_eq!((retried.position, retried.duplicate), (Position(2), false));
     // A failing batch: all or none.
     ledger.store().inject_fault(Fault::BeforeWrite);
     let batch = vec![(1, placed("C", &id(3))), (2, placed("D", &id(4)))];
-    assert!(ledger.append_batch(batch.clone()).is_err());
+    let failed = ledger
+        .append_batch(batch.clone())
+        .expect_err("the injected fault");
+    assert_eq!(failed.kind(), "storage", "{failed}");
     assert_eq!(ledger.head().expect("head").position, Position(2));
     let results = ledger.append_batch(batch).expect("retry");
     assert_eq!(
@@ -100,7 +106,8 @@ fn a_commit_failing_after_its_write_is_found_again_and_never_duplicated() {
     // The same for a batch, and a retry of a batch that partly overlaps.
     ledger.store().inject_fault(Fault::AfterWrite);
     let batch = vec![(1, placed("D", &id(4))), (2, placed("E", &id(5)))];
-    assert!(ledger.append_batch(batch).is_err());
+    let failed = ledger.append_batch(batch).expect_err("the injected fault");
+    assert_eq!(failed.kind(), "storage", "{failed}");
     let retry = vec![
         (1, placed("D", &id(4))),
         (2, placed("E", &id(5))),
