@@ -896,6 +896,48 @@ fn cases(l: &TestLedger) -> Vec<Case> {
             "--keep",
         ),
         case(
+            "query orders with an unknown status",
+            args(&["query", "orders", "--status", "lost"]),
+            2,
+            "--status",
+        ),
+        case(
+            "query revenue with a lower-case currency",
+            args(&["query", "revenue", "--currency", "eur"]),
+            2,
+            "--currency",
+        ),
+        case(
+            "replay without a point",
+            args(&["replay"]),
+            2,
+            "needs a point",
+        ),
+        case(
+            "audit without an order or actor",
+            args(&["audit"]),
+            2,
+            "<ORDER>",
+        ),
+        case(
+            "replay --into of a --valid-at view",
+            args(&[
+                "replay",
+                "--valid-at",
+                "2030-01-01",
+                "--into",
+                &l.tmp.path().join("never").display().to_string(),
+            ]),
+            2,
+            "not a prefix",
+        ),
+        case(
+            "config with a value that is not a number",
+            args(&["config", "snapshot_every", "often"]),
+            2,
+            "whole number",
+        ),
+        case(
             "config of an unknown setting",
             args(&["config", "colour", "red"]),
             2,
