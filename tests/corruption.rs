@@ -19,7 +19,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{PLACED, TestLedger, ordo_at};
+use common::{PLACED, TestLedger, copy_ledger, ordo_at};
 use ordo::domain::{EventData, EventType, OrderId};
 use ordo::ledger::{Ledger, NewEvent};
 use ordo::store::Access;
@@ -29,17 +29,6 @@ fn flip(file: &Path, offset: u64) {
     let mut bytes = fs::read(file).expect("readable");
     bytes[offset as usize] ^= 0x5a;
     fs::write(file, bytes).expect("writable");
-}
-
-/// Copies a ledger directory (flat: RocksDB keeps no subdirectories).
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("readable") {
-        let entry = entry.expect("entry");
-        if entry.file_type().expect("type").is_file() {
-            fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
-        }
-    }
 }
 
 fn files(dir: &Path, matches: impl Fn(&str) -> bool) -> Vec<PathBuf> {
@@ -178,7 +167,7 @@ fn one_flipped_byte_in_any_file_fails_loudly_or_changes_nothing() {
         for offset in offsets {
             let case = tempfile::tempdir().expect("tmp");
             let dir = case.path().join("ledger");
-            copy_dir(&l.dir(), &dir);
+            copy_ledger(&l.dir(), &dir);
             let damaged = dir.join(file.file_name().expect("name"));
             flip(&damaged, offset);
             let damaged_bytes = fs::read(&damaged).expect("damaged file");
@@ -365,12 +354,18 @@ fn a_flipped_byte_in_the_middle_of_the_log_is_refused_until_an_explicit_recover(
     assert_eq!(again.status.code(), Some(2));
 }
 
+/// 16 orders placed in separate commits, all only in the log: the log and its length.
+fn sixteen_commits_in_the_log(l: &TestLedger) -> (PathBuf, u64) {
+    ledger_of_separate_commits(l, 16);
+    let wal = newest_log(&l.dir());
+    let length = fs::metadata(&wal).expect("log").len();
+    (wal, length)
+}
+
 #[test]
 fn a_log_cut_short_by_a_crash_still_opens_with_every_whole_record() {
     let l = TestLedger::new();
-    ledger_of_separate_commits(&l, 16);
-    let wal = newest_log(&l.dir());
-    let length = fs::metadata(&wal).expect("log").len();
+    let (wal, length) = sixteen_commits_in_the_log(&l);
     let file = fs::OpenOptions::new().write(true).open(&wal).expect("log");
     file.set_len(length - 5).expect("truncate");
     drop(file);
@@ -387,9 +382,7 @@ fn a_log_cut_short_by_a_crash_still_opens_with_every_whole_record() {
 #[test]
 fn a_flipped_byte_in_the_last_record_costs_that_commit_only() {
     let l = TestLedger::new();
-    ledger_of_separate_commits(&l, 16);
-    let wal = newest_log(&l.dir());
-    let length = fs::metadata(&wal).expect("log").len();
+    let (wal, length) = sixteen_commits_in_the_log(&l);
     flip(&wal, length - 1);
     let verify = l.json(&["verify"]);
     assert_eq!(verify["ok"], true);

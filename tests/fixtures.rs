@@ -11,22 +11,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{PLACED, TestLedger, ordo_at};
+use common::{PLACED, TestLedger, copy_ledger, ordo_at};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ledger-v1");
 const EXPECTED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/ledger-v1.expected.json"
 );
-
-/// A copy of the fixture at `l.dir()`: opening a ledger may write to it.
-fn copy_of_fixture(l: &TestLedger) {
-    fs::create_dir_all(l.dir()).expect("mkdir");
-    for entry in fs::read_dir(FIXTURE).expect("the fixture is checked in") {
-        let entry = entry.expect("entry");
-        fs::copy(entry.path(), l.dir().join(entry.file_name())).expect("copy");
-    }
-}
 
 fn json_of(dir: &Path, command: &str) -> Value {
     let mut args: Vec<&str> = command.split(' ').collect();
@@ -47,7 +38,8 @@ fn json_of(dir: &Path, command: &str) -> Value {
 #[test]
 fn a_ledger_written_by_format_1_answers_exactly_as_it_did_and_takes_an_append() {
     let l = TestLedger::new();
-    copy_of_fixture(&l);
+    // A copy: opening a ledger may write to it.
+    copy_ledger(Path::new(FIXTURE), &l.dir());
     let expected: Value =
         serde_json::from_str(&fs::read_to_string(EXPECTED).expect("expected answers"))
             .expect("json");

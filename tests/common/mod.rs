@@ -87,3 +87,15 @@ pub fn ordo_at(dir: &Path, args: &[&str]) -> Command {
         .args(args);
     cmd
 }
+
+/// Copies a ledger directory's files (RocksDB keeps no subdirectories that matter) into `to`,
+/// created if missing.
+pub fn copy_ledger(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("readable") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
