@@ -37,11 +37,11 @@ use rocksdb::{ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Optio
 use serde_json::{Value, json};
 
 use ordo::domain::{EventData, EventType, OrderId, Position, Timestamp};
+use ordo::format::codec::{decode_event, encode_state};
+use ordo::format::keys::{event_id_key, event_key, order_index_key, order_state_key};
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, Progress, import};
 use ordo::store::Access;
-use ordo::store::codec::{decode_event, encode_state};
-use ordo::store::keys::{event_id_key, event_key, order_index_key, order_state_key};
 
 // The binary's allocator (src/main.rs), so that in-process figures are the binary's.
 #[global_allocator]
@@ -474,8 +474,7 @@ fn time_travel(ledger: &Ledger, args: &Args, report: &mut Report) -> Result<()> 
             bail!("the replay summary to {target} differs from a full replay");
         }
         if with.head_hash != without.head_hash
-            || ordo::store::projections_digest(&with.book)
-                != ordo::store::projections_digest(&without.book)
+            || ordo::projection::digest(&with.book) != ordo::projection::digest(&without.book)
         {
             bail!("replay to {target} with a snapshot differs from a full replay");
         }

@@ -10,11 +10,12 @@ use std::hint::black_box;
 use criterion::Criterion;
 
 use ordo::domain::{Event, apply, decide};
+use ordo::format::chain;
+use ordo::format::codec::{decode_event, encode_event};
+use ordo::format::keys::{event_key, order_index_key, order_state_key};
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NoProgress, import};
-use ordo::store::codec::{decode_event, encode_event};
-use ordo::store::keys::{event_key, order_index_key, order_state_key};
-use ordo::store::{Access, Durability, chain};
+use ordo::store::{Access, Durability};
 
 // The binary's allocator (src/main.rs), so that in-process figures are the binary's.
 #[global_allocator]

@@ -5,7 +5,10 @@
 //! The codemap is in `docs/ARCHITECTURE.md`; the CLI contract in `shared/product.md`.
 //!
 //! - [`domain`]: event types, order state, the rules and the fold. No I/O.
-//! - [`store`]: RocksDB, keys, the record codec and the hash chain. The only I/O on the ledger.
+//! - [`format`]: every byte the ledger stores: keys, the record codec, the hash chain, the
+//!   projection digest. No RocksDB.
+//! - [`store`]: RocksDB: the log, the projection rows and snapshots as bytes. The only I/O
+//!   on the ledger.
 //! - [`ledger`]: the public API: open, append (through the sequencer), read, verify.
 //! - [`projection`]: the aggregate projections and queries, as pure folds.
 //! - [`replay`]: the whole ledger at a point in time, from the nearest snapshot.
@@ -16,6 +19,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod format;
 pub mod generate;
 pub mod ledger;
 pub mod progress;

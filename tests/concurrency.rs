@@ -184,10 +184,7 @@ fn automatic_snapshots_taken_while_threads_append_equal_a_full_replay_at_their_p
     assert_eq!(positions.last(), Some(&(37 * 12)), "{positions:?}");
     for header in snapshots {
         // Loading checks the digest; the content must equal a fold of the log up to it.
-        let book = ledger
-            .store()
-            .load_snapshot(&header)
-            .expect("snapshot loads");
+        let book = ordo::replay::load_snapshot(ledger.store(), &header).expect("snapshot loads");
         let filter = Filter {
             at_position: Some(header.position),
             ..Filter::default()
@@ -212,19 +209,19 @@ fn a_snapshot_whose_rows_were_changed_is_refused_by_its_digest() {
     }
     let header = ledger.snapshot_create().expect("snapshot");
     let store = ledger.store();
-    assert!(store.load_snapshot(&header).is_ok());
+    assert!(ordo::replay::load_snapshot(store, &header).is_ok());
     // Swap the two orders' rows: each still decodes, the content is wrong.
     let rows = store
         .raw_rows(ordo::store::CF_SNAPSHOTS)
         .expect("rows")
         .into_iter()
-        .filter(|(key, _)| key.get(8) == Some(&ordo::store::keys::SNAPSHOT_ORDER))
+        .filter(|(key, _)| key.get(8) == Some(&ordo::format::keys::SNAPSHOT_ORDER))
         .collect::<Vec<_>>();
     assert_eq!(rows.len(), 2);
     store
         .tamper_raw(ordo::store::CF_SNAPSHOTS, &rows[0].0, Some(&rows[1].1))
         .expect("tamper");
-    let err = store.load_snapshot(&header).expect_err("refused");
+    let err = ordo::replay::load_snapshot(store, &header).expect_err("refused");
     assert!(
         err.to_string().contains("does not match its digest"),
         "{err}"

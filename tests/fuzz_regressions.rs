@@ -13,10 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ordo::domain::Timestamp;
+use ordo::format::codec;
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{ImportOptions, Ledger, NoProgress, import};
 use ordo::store::Access;
-use ordo::store::codec;
 
 type Body = fn(&[u8]);
 

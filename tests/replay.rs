@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use ordo::domain::{
     EventData, EventType, OrderId, OrderState, Position, Status, Timestamp, Version, apply,
 };
+use ordo::format::{codec, keys};
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, import};
 use ordo::projection::Day;
 use ordo::projection::query::{self, OrderFilter, RevenueFilter};
-use ordo::store::{Access, Settings, codec, keys};
+use ordo::store::{Access, Settings};
 use proptest::prelude::*;
 use serde_json::json;
 

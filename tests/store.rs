@@ -7,9 +7,10 @@ use ordo::domain::{
     Actor, Event, EventData, EventId, Hash, Label, OrderId, OrderState, Position, Timestamp,
     Version, apply,
 };
+use ordo::format::codec;
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, import, parse_event};
-use ordo::store::{Access, Head, codec};
+use ordo::store::{Access, Head};
 use proptest::prelude::*;
 
 /// A generated workload (every event type, realistic data) to draw event data from.

@@ -36,6 +36,11 @@ impl Status {
         Status::Returned,
     ];
 
+    /// The status's index in `Status::ALL` (its byte in `status_orders` keys).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The status as written in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -187,4 +192,16 @@ pub fn apply_to(s: &mut OrderState, event: &Event) {
     s.version = event.version;
     s.position = event.position;
     s.updated_at = event.recorded_at;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_index_names_its_place_in_all() {
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            assert_eq!(status.index(), i);
+        }
+    }
 }

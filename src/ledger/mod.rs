@@ -28,7 +28,23 @@ pub use views::{RebuildReport, SnapshotInfo};
 
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply};
 use crate::error::{Error, Result};
-use crate::store::{Access, Durability, Head, Store};
+use crate::projection::{PROJECTION_VERSION, Totals, tables};
+use crate::store::{Access, Durability, Head, Projections, Store};
+
+/// What snapshots record of the projections, which the store copies as bytes.
+pub(crate) const PROJECTIONS: Projections = Projections {
+    version: PROJECTION_VERSION,
+    empty_totals,
+    max_occurred_at,
+};
+
+fn empty_totals() -> Vec<u8> {
+    crate::format::codec::encode_record(&Totals::default())
+}
+
+fn max_occurred_at(totals: &[u8]) -> Result<Option<crate::domain::Timestamp>> {
+    Ok(tables::decode_totals("totals", totals)?.max_occurred_at)
+}
 
 /// An open ledger. Opened for writing it owns the directory's lock and the sequencer.
 pub struct Ledger {
@@ -205,7 +221,7 @@ impl Ledger {
     /// The hash of the event at `position` (the genesis value for 0).
     pub fn hash_at(&self, position: Position) -> Result<Hash> {
         if position.0 == 0 {
-            return Ok(crate::store::chain::GENESIS);
+            return Ok(crate::format::chain::GENESIS);
         }
         self.store
             .event(position)?

@@ -522,21 +522,22 @@ impl Committer {
         sealed: &Sealed,
         accepted: Vec<Accepted>,
     ) -> (std::result::Result<(), Failed>, Answers) {
-        let commit = sealed.commit();
-        if let Some(first) = commit.events.first() {
-            assert_eq!(
-                first.position,
-                self.head.position.next(),
-                "a commit continues the committed head"
-            );
-        }
         let before = self.head.position;
         let written = if sealed.is_empty() {
             // Only duplicates (or nothing) were accepted: nothing to write, and their
             // originals are durable (the stager settled the group in flight first).
             Ok(())
         } else {
-            self.store.commit(&commit, self.durability)
+            sealed.commit(&self.store).and_then(|commit| {
+                if let Some(first) = commit.events.first() {
+                    assert_eq!(
+                        first.position,
+                        self.head.position.next(),
+                        "a commit continues the committed head"
+                    );
+                }
+                self.store.commit(&commit, self.durability)
+            })
         };
         match written {
             Ok(()) => {
@@ -669,7 +670,7 @@ impl Snapshots {
             .name("ordo-snapshot".to_owned())
             .spawn(move || {
                 let mut turn = None;
-                let written = store.write_snapshot_then(clock_now(), || {
+                let written = store.write_snapshot_then(&super::PROJECTIONS, clock_now(), || {
                     let _ = taken.send(());
                     turn = wait_for_turn(&turns, number);
                     turn.is_some()
@@ -736,7 +737,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Snapshots the stored projections at the head (read through a RocksDB snapshot, so
 /// commits may go on meanwhile).
 pub(crate) fn snapshot(store: &Store) -> Result<SnapshotHeader> {
-    store.write_snapshot(clock_now())
+    store.write_snapshot(&super::PROJECTIONS, clock_now())
 }
 
 fn stage_request(

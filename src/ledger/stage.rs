@@ -23,8 +23,10 @@ use crate::domain::{
     SCHEMA_VERSION, Timestamp, Version, apply, apply_to, decide,
 };
 use crate::error::{Error, Result};
+use crate::format::{chain, codec};
+use crate::projection::tables;
 use crate::projection::{Before, Delta, Effects, effects_since};
-use crate::store::{Commit, Head, Scratch, Store, chain, codec};
+use crate::store::{Commit, Head, Scratch, Store};
 
 /// Staged states plus ids a dry run keeps in memory before it moves them to its scratch
 /// table (about 100 MB at the sizes of generated orders): three generations of a third
@@ -140,14 +142,17 @@ pub struct Sealed {
 }
 
 impl Sealed {
-    /// The write that stores the group.
-    pub fn commit(&self) -> Commit<'_> {
-        Commit {
+    /// The write that stores the group: its events, their orders' states, and the
+    /// projection rows its delta changes (read from `store` now: the committer calls this
+    /// right before it writes, after the previous group's rows are written).
+    pub fn commit(&self, store: &Store) -> Result<Commit<'_>> {
+        let rows = tables::delta_writes(&self.delta, |cf, key| store.get(cf, key))?;
+        Ok(Commit {
             events: &self.events,
             states: self.generation.states.values().collect(),
             head: self.head,
-            delta: &self.delta,
-        }
+            rows,
+        })
     }
 
     /// The head after the group.

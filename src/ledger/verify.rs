@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::domain::{Event, Hash, Position, Timestamp, Version};
 use crate::error::{Error, Result};
-use crate::store::{Store, chain};
+use crate::format::chain;
+use crate::store::Store;
 
 use crate::progress::Progress;
 

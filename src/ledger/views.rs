@@ -10,10 +10,15 @@ use serde_json::Value;
 use super::{Filter, Ledger, NewEvent, Preserved, Progress};
 use crate::domain::{Actor, Event, Hash, OrderId, OrderState, Position, Timestamp, apply};
 use crate::error::{Error, Result};
+use crate::format::chain;
 use crate::projection::query::{self, OrderFilter, RevenueFilter};
 use crate::projection::{Book, PROJECTION_VERSION};
+use crate::projection::{Table, tables};
 use crate::replay::{self, Replay, Summary};
-use crate::store::{Access, Settings, SnapshotHeader, Store, chain};
+use crate::store::{
+    Access, CF_CUSTOMERS, CF_ORDER_STATE, CF_REVENUE, CF_STATUS_ORDERS, Settings, SnapshotHeader,
+    Store,
+};
 
 /// A snapshot as `snapshot list` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -91,15 +96,24 @@ fn audit_entry(event: &Event, state: Option<&OrderState>, verified: bool) -> Val
     entry
 }
 
+/// The column families a rebuild empties and fills (the totals record in `meta` is
+/// overwritten).
+const REBUILT_TABLES: [&str; 4] = [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE];
+
 impl Ledger {
     fn book_at(&self, filter: &Filter) -> Result<Book> {
         Ok(replay::replay(&self.store, filter, true, &super::NoProgress)?.book)
     }
 
+    /// Every row of the stored table `T`, in key order.
+    fn stored_rows<T: Table>(&self) -> Result<Vec<(T::Key, T::Row)>> {
+        self.store.scan(T::CF, &[], T::decode).collect()
+    }
+
     /// `query statuses`.
     pub fn query_statuses(&self, filter: &Filter) -> Result<Vec<query::StatusCount>> {
         let counts = if filter.is_unfiltered() {
-            self.store.totals()?.statuses
+            tables::stored_totals(&mut |cf, key| self.store.get(cf, key))?.statuses
         } else {
             self.book_at(filter)?.totals.statuses
         };
@@ -135,7 +149,7 @@ impl Ledger {
         filter: &Filter,
     ) -> Result<Vec<query::CustomerTotals>> {
         if filter.is_unfiltered() {
-            let rows = self.store.customer_rows()?;
+            let rows = self.stored_rows::<tables::Customers>()?;
             return Ok(query::customers(rows.iter().map(|(k, r)| (k, r)), customer));
         }
         Ok(query::customers(
@@ -151,7 +165,7 @@ impl Ledger {
         filter: &Filter,
     ) -> Result<Vec<query::Revenue>> {
         if filter.is_unfiltered() {
-            let rows = self.store.revenue_rows()?;
+            let rows = self.stored_rows::<tables::Revenue>()?;
             return Ok(query::revenue(rows.iter().map(|(k, r)| (k, r)), of));
         }
         Ok(query::revenue(self.book_at(filter)?.revenue.iter(), of))
@@ -283,14 +297,15 @@ impl Ledger {
             // The live projections are read and digested while the log is folded: the writer
             // is held, so they cannot change meanwhile.
             let (replayed, live) = std::thread::scope(|scope| {
-                let live = scope.spawn(|| store.live_digest());
+                let live = scope.spawn(|| store.live_digest(&super::PROJECTIONS));
                 let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref());
                 let live = live.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
                 (replayed, live)
             });
             let (replayed, live) = (replayed?, live?);
-            let replacement = store.replacement(&replayed.book);
-            let rebuilt = replacement.digest();
+            let mut replacement = store.replacement(&REBUILT_TABLES);
+            let rebuilt =
+                tables::book_rows(&replayed.book, |cf, key, value| replacement.put(cf, key, value));
             let matched = rebuilt == live;
             if !matched && !force {
                 return Err(Error::Corruption {

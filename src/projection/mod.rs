@@ -7,12 +7,16 @@
 //! (The per-order state is `domain::apply`.) Every aggregate is a sum, so one event's
 //! contribution is an `Effects` value that can be added to stored rows (the commit path) or to
 //! an in-memory `Book` (replay). Both paths use the same `effects`, so they cannot disagree.
-//! No I/O here; `store` persists rows and `replay` drives the fold.
+//! `Effects` is one event's contribution; `Delta` is the sum of a commit's `Effects`.
+//! No I/O here: `tables` turns deltas and books into rows, `store` persists them and
+//! `replay` drives the fold.
 
 mod orders;
 pub mod query;
+pub mod tables;
 
 pub use orders::Orders;
+pub use tables::{BookRow, Table, digest};
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -230,14 +234,6 @@ pub fn effects_since(prev: Option<Before>, next: &OrderState, event: &Event) -> 
 /// Count of orders per status, indexed like `Status::ALL`.
 pub type Statuses = [u64; 6];
 
-/// The index of `status` in `Status::ALL`.
-pub fn status_index(status: Status) -> usize {
-    Status::ALL
-        .iter()
-        .position(|s| *s == status)
-        .expect("Status::ALL lists every status")
-}
-
 /// The sum of many events' effects: what one commit adds to the stored aggregates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delta {
@@ -287,12 +283,12 @@ impl Totals {
     /// says what that is: a broken invariant, or damaged stored totals).
     pub fn move_order(&mut self, from: Option<Status>, to: Status) -> Result<(), String> {
         if let Some(from) = from {
-            let count = &mut self.statuses[status_index(from)];
+            let count = &mut self.statuses[from.index()];
             *count = count
                 .checked_sub(1)
                 .ok_or_else(|| format!("no {} order to move", from.as_str()))?;
         }
-        self.statuses[status_index(to)] += 1;
+        self.statuses[to.index()] += 1;
         Ok(())
     }
 }

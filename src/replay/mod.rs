@@ -26,9 +26,10 @@ use std::time::Instant;
 use crate::domain::Filter;
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply, apply_to};
 use crate::error::{Error, Result};
+use crate::format::chain;
 use crate::progress::Progress;
-use crate::projection::{Book, Orders, PROJECTION_VERSION, Totals};
-use crate::store::{EventChunk, SnapshotHeader, Store, chain};
+use crate::projection::{Book, Orders, PROJECTION_VERSION, Totals, tables};
+use crate::store::{EventChunk, SnapshotHeader, Store};
 
 /// A replayed ledger.
 #[derive(Debug)]
@@ -82,6 +83,22 @@ pub fn usable(header: &SnapshotHeader, target: Position, filter: &Filter) -> boo
             .is_none_or(|v| header.max_occurred_at.is_none_or(|latest| latest <= v))
 }
 
+/// The snapshot `header` as a book, every row checked against its digest.
+pub fn load_snapshot(store: &Store, header: &SnapshotHeader) -> Result<Book> {
+    let (totals, rows) = store.load_snapshot(header, &tables::decode_snapshot_row)?;
+    let what = format!("snapshot at position {}", header.position);
+    let book = Book::from_rows(
+        rows,
+        tables::decode_totals(&what, &totals)?,
+        header.position,
+    );
+    debug_assert!(
+        crate::projection::digest(&book) == header.digest,
+        "stored bytes are canonical"
+    );
+    Ok(book)
+}
+
 /// Replays the ledger to `filter`'s point; `use_snapshots` false folds from position 1.
 pub fn replay(
     store: &Store,
@@ -93,7 +110,7 @@ pub fn replay(
     let target = target_position(store, filter)?;
     let snapshot = newest_usable(store, target, filter, use_snapshots)?;
     let mut book = match &snapshot {
-        Some(header) => store.load_snapshot(header)?,
+        Some(header) => load_snapshot(store, header)?,
         // Sized for every order up to the target, as far as the head tells.
         None => Book {
             orders: Orders::with_capacity(order_capacity(store.head()?.orders, target)),
@@ -207,7 +224,11 @@ fn summarize_from(
     started: Instant,
 ) -> Result<Summary> {
     let (mut totals, base) = match header {
-        Some(header) => (store.snapshot_totals(header.position)?, header.position),
+        Some(header) => {
+            let what = format!("snapshot at position {}", header.position);
+            let totals = store.snapshot_totals(header.position)?;
+            (tables::decode_totals(&what, &totals)?, header.position)
+        }
         None => (Totals::default(), Position(0)),
     };
     // The orders the tail touched, as of the event being folded.

@@ -9,10 +9,11 @@
 use rocksdb::DBRawIterator;
 
 use super::{
-    CF_EVENTS, Store, decode_checked, event_key_position, keys, log_scan_options, storage,
+    CF_EVENTS, Store, log::decode_checked, log::event_key_position, log_scan_options, storage,
 };
 use crate::domain::{Event, Position};
 use crate::error::Result;
+use crate::format::keys;
 
 /// Consecutive events of the log, in position order.
 #[derive(Debug)]

@@ -15,70 +15,39 @@
 //! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
 //! the WAL is fsynced.
 
-mod canonical;
-pub mod chain;
 mod chunks;
-pub mod codec;
-mod digest;
 mod dir;
-pub mod keys;
-mod projections;
+mod log;
+mod meta;
 mod recover;
 mod scratch;
+mod snapshot;
 pub mod wal;
 
+pub use crate::format::{
+    CF_CUSTOMERS, CF_EVENT_IDS, CF_EVENTS, CF_META, CF_ORDER_INDEX, CF_ORDER_STATE, CF_REVENUE,
+    CF_SNAPSHOTS, CF_STATUS_ORDERS, COLUMN_FAMILIES, Head, LEDGER_FORMAT_VERSION, RowWrite,
+};
 pub use chunks::{EventChunk, StoredEvents};
 use dir::{lock_dir, writer_holds_lock};
-pub use projections::{Replacement, Settings, SnapshotHeader, digest as projections_digest};
+pub use log::Commit;
+pub use meta::Settings;
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
+pub use snapshot::{Projections, Replacement, RowDecoder, SnapshotHeader};
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, DBRawIterator, Direction, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    ColumnFamilyDescriptor, DB, DBCompressionType, DBRawIterator, IteratorMode, Options,
+    ReadOptions, Snapshot, WriteBatch, WriteOptions,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::domain::{Event, EventId, Hash, OrderId, OrderState, Position, Timestamp, Version};
+use crate::domain::Position;
 use crate::error::{Error, Result};
-use crate::projection::Delta;
-
-/// Column family names.
-pub const CF_EVENTS: &str = "events";
-/// See the module docs.
-pub const CF_ORDER_INDEX: &str = "order_index";
-/// See the module docs.
-pub const CF_EVENT_IDS: &str = "event_ids";
-/// See the module docs.
-pub const CF_ORDER_STATE: &str = "order_state";
-/// See the module docs.
-pub const CF_STATUS_ORDERS: &str = "status_orders";
-/// See the module docs.
-pub const CF_CUSTOMERS: &str = "customers";
-/// See the module docs.
-pub const CF_REVENUE: &str = "revenue";
-/// See the module docs.
-pub const CF_SNAPSHOTS: &str = "snapshots";
-/// See the module docs.
-pub const CF_META: &str = "meta";
-const COLUMN_FAMILIES: [&str; 9] = [
-    CF_EVENTS,
-    CF_ORDER_INDEX,
-    CF_EVENT_IDS,
-    CF_ORDER_STATE,
-    CF_STATUS_ORDERS,
-    CF_CUSTOMERS,
-    CF_REVENUE,
-    CF_SNAPSHOTS,
-    CF_META,
-];
-
-/// The ledger format this code reads and writes (stored in `meta`).
-pub const LEDGER_FORMAT_VERSION: u8 = 1;
+use crate::format::{codec, keys};
 
 /// The name of the lock file a writer holds inside the ledger directory.
 pub const LOCK_FILE: &str = "ordo.lock";
@@ -109,44 +78,6 @@ pub enum Durability {
     /// Return once the write is in the OS page cache: survives a process crash, not a power
     /// cut. Only for tests and benchmarks that need a negative control.
     NoSync,
-}
-
-/// The last committed event: what the next commit chains to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Head {
-    /// Position of the last event (0 when empty).
-    pub position: Position,
-    /// Hash of the last event (the genesis value when empty).
-    pub hash: Hash,
-    /// recorded_at of the last event.
-    pub recorded_at: Option<Timestamp>,
-    /// Number of orders (streams) in the ledger.
-    pub orders: u64,
-}
-
-impl Head {
-    /// The head of an empty ledger.
-    pub fn genesis() -> Head {
-        Head {
-            position: Position(0),
-            hash: chain::GENESIS,
-            recorded_at: None,
-            orders: 0,
-        }
-    }
-}
-
-/// What one commit writes: events in position order, the order states they produce, and the
-/// new head.
-pub struct Commit<'a> {
-    /// New events, contiguous positions following the current head.
-    pub events: &'a [Event],
-    /// The state of every order those events touched.
-    pub states: Vec<&'a OrderState>,
-    /// The head after the commit.
-    pub head: Head,
-    /// What the events add to the aggregate projections.
-    pub delta: &'a Delta,
 }
 
 /// An open ledger database.
@@ -464,64 +395,6 @@ impl Store {
         self.db.write_opt(batch, &opts).map_err(storage)
     }
 
-    /// The head: last position, its hash, its recorded_at, and the order count. Checked
-    /// against the last stored event.
-    pub fn head(&self) -> Result<Head> {
-        let raw = self
-            .db
-            .get_cf(self.cf(CF_META), keys::META_HEAD)
-            .map_err(storage)?
-            .ok_or_else(|| Error::Storage("the ledger has no head record".to_owned()))?;
-        let head = codec::decode_head(&raw).map_err(|reason| Error::Corruption {
-            position: Position(0),
-            reason: format!("head record: {reason}"),
-        })?;
-        let last = self.last_position()?;
-        if last != head.position {
-            return Err(Error::Corruption {
-                // The first position where the log and the head disagree.
-                position: Position(last.min(head.position).0 + 1),
-                reason: format!(
-                    "the head record says position {} but the last stored event is at {last}",
-                    head.position
-                ),
-            });
-        }
-        Ok(head)
-    }
-
-    fn last_position(&self) -> Result<Position> {
-        let mut iter = self.db.iterator_cf(self.cf(CF_EVENTS), IteratorMode::End);
-        match iter.next() {
-            None => Ok(Position(0)),
-            Some(item) => {
-                let (key, _) = item.map_err(storage)?;
-                event_key_position(&key)
-            }
-        }
-    }
-
-    /// The event at `position`, decoded and checked.
-    pub fn event(&self, position: Position) -> Result<Option<Event>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_EVENTS), keys::event_key(position))
-            .map_err(storage)?;
-        raw.map(|bytes| decode_checked(position, &bytes))
-            .transpose()
-    }
-
-    /// Events from position `from` (inclusive) on, in position order, each decoded and
-    /// checked against its key.
-    pub fn events_from(&self, from: Position) -> impl Iterator<Item = Result<Event>> + '_ {
-        self.raw_scan(
-            CF_EVENTS,
-            log_scan_options(),
-            &keys::event_key(from),
-            |key, value| decode_checked(event_key_position(key)?, value),
-        )
-    }
-
     /// Rows of column family `cf` from key `from` on (bounded by `opts`), each mapped by
     /// `map` from the key and value borrowed from RocksDB's buffers: no allocation or copy
     /// per row (RocksDB's allocating iterator boxes every key and value it yields).
@@ -542,183 +415,50 @@ impl Store {
         }
     }
 
-    /// Positions of one order's events, in version order, with their versions.
-    pub fn order_positions(
-        &self,
-        order_id: &OrderId,
-    ) -> impl Iterator<Item = Result<(Version, Position)>> + '_ {
-        let prefix = keys::order_prefix(order_id);
-        let mut upper = prefix.clone();
-        *upper.last_mut().expect("the prefix ends with 0x00") = 1;
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(upper);
-        let prefix_len = prefix.len();
-        self.db
-            .iterator_cf_opt(
-                self.cf(CF_ORDER_INDEX),
-                opts,
-                IteratorMode::From(&prefix, Direction::Forward),
-            )
-            .map(move |item| {
-                let (key, value) = item.map_err(storage)?;
-                let version = key
-                    .get(prefix_len..)
-                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                    .map(|v| Version(u64::from_be_bytes(v)));
-                match (version, keys::decode_position(&value)) {
-                    (Some(version), Some(position)) => Ok((version, position)),
-                    _ => Err(Error::Corruption {
-                        position: Position(0),
-                        reason: "malformed order index entry".to_owned(),
-                    }),
-                }
-            })
+    /// The value of `key` in column family `cf`, if it is stored.
+    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(cf), key).map_err(storage)
     }
 
-    /// The events of one order, in version order.
-    pub fn order_events(&self, order_id: &OrderId) -> impl Iterator<Item = Result<Event>> + '_ {
-        self.order_positions(order_id).map(move |item| {
-            let (version, position) = item?;
-            let event = self.event(position)?.ok_or_else(|| Error::Corruption {
-                position,
-                reason: "the order index points to a missing event".to_owned(),
-            })?;
-            if event.version != version {
-                return Err(Error::Corruption {
-                    position,
-                    reason: format!(
-                        "the order index says version {version}, the event says {}",
-                        event.version
-                    ),
-                });
-            }
-            Ok(event)
-        })
+    /// Every row of a column family under `prefix`, in key order, mapped by `map` from its
+    /// key and value (borrowed: see `raw_scan`).
+    pub fn scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
+        &'s self,
+        cf: &str,
+        prefix: &[u8],
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        self.scan_at(cf, prefix, None, map)
     }
 
-    /// The position stored for (order, version), if any.
-    pub fn version_position(
-        &self,
-        order_id: &OrderId,
-        version: Version,
-    ) -> Result<Option<Position>> {
-        let raw = self
-            .db
-            .get_pinned_cf(
-                self.cf(CF_ORDER_INDEX),
-                keys::order_index_key(order_id, version),
-            )
-            .map_err(storage)?;
-        Ok(raw.and_then(|v| keys::decode_position(&v)))
+    /// Rows of `cf` with keys in `from..to` (`None`: to the end) as of `at` (`None`: now),
+    /// mapped as by `scan`.
+    fn scan_range<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
+        &'s self,
+        cf: &str,
+        (from, to): (&[u8], Option<&[u8]>),
+        at: Option<&Snapshot<'_>>,
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        let mut opts = read_options(at);
+        // Scans read whole column families (snapshots, live projections): see `events_from`.
+        opts.fill_cache(false);
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
+        }
+        self.raw_scan(cf, opts, from, map)
     }
 
-    /// The current state of one order, from the `order_state` projection.
-    pub fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_ORDER_STATE), keys::order_state_key(order_id))
-            .map_err(storage)?;
-        raw.map(|bytes| {
-            let state = codec::decode_state(&bytes).map_err(|reason| Error::Corruption {
-                position: Position(0),
-                reason: format!("state of order {order_id}: {reason}"),
-            })?;
-            assert_eq!(
-                &state.order_id, order_id,
-                "an order_state row is keyed by its own order id"
-            );
-            Ok(state)
-        })
-        .transpose()
-    }
-
-    /// The position of the event with this id, if it is stored.
-    pub fn event_position(&self, event_id: &EventId) -> Result<Option<Position>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_EVENT_IDS), keys::event_id_key(event_id))
-            .map_err(storage)?;
-        Ok(raw.and_then(|v| keys::decode_position(&v)))
-    }
-
-    /// Writes one commit atomically: events, index entries, event ids, order states, the
-    /// aggregate projections and the head, in one `WriteBatch`.
-    pub fn commit(&self, commit: &Commit<'_>, durability: Durability) -> Result<()> {
-        if let (Some(first), Some(last)) = (commit.events.first(), commit.events.last()) {
-            assert_eq!(
-                last.position.0 - first.position.0 + 1,
-                commit.events.len() as u64,
-                "a commit's positions are contiguous"
-            );
-            assert_eq!(
-                last.position, commit.head.position,
-                "the head is the last event"
-            );
-            assert_eq!(
-                last.hash, commit.head.hash,
-                "the head hash is the last event's"
-            );
-        }
-        let (events, index, ids, states, meta) = (
-            self.cf(CF_EVENTS),
-            self.cf(CF_ORDER_INDEX),
-            self.cf(CF_EVENT_IDS),
-            self.cf(CF_ORDER_STATE),
-            self.cf(CF_META),
-        );
-        let mut batch = WriteBatch::default();
-        for event in commit.events {
-            batch.put_cf(
-                events,
-                keys::event_key(event.position),
-                codec::encode_event(event),
-            );
-        }
-        // The other keys go into the batch sorted, column family by column family: RocksDB
-        // inserts them into its memtables in batch order, and a search for a key close to
-        // the previous one finds the skip list's nodes on its way still in the CPU cache.
-        let mut index_keys: Vec<_> = commit
-            .events
-            .iter()
-            .map(|e| (keys::order_index_key(&e.order_id, e.version), e.position))
-            .collect();
-        index_keys.sort_unstable();
-        for (key, position) in index_keys {
-            batch.put_cf(index, key, keys::encode_position(position));
-        }
-        let mut id_keys: Vec<_> = commit
-            .events
-            .iter()
-            .map(|e| (keys::event_id_key(&e.event_id), e.position))
-            .collect();
-        id_keys.sort_unstable();
-        for (key, position) in id_keys {
-            batch.put_cf(ids, key, keys::encode_position(position));
-        }
-        let mut sorted_states = commit.states.clone();
-        sorted_states.sort_unstable_by_key(|s| keys::order_state_key(&s.order_id));
-        for state in sorted_states {
-            batch.put_cf(
-                states,
-                keys::order_state_key(&state.order_id),
-                codec::encode_state(state),
-            );
-        }
-        self.put_delta(&mut batch, commit.delta)?;
-        batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
-        let fault = self
-            .fault
-            .swap(Fault::None as u8, std::sync::atomic::Ordering::SeqCst);
-        if fault == Fault::BeforeWrite as u8 {
-            return Err(Error::Storage("injected fault before the write".to_owned()));
-        }
-        self.write(batch, durability)?;
-        if fault == Fault::AfterWrite as u8 {
-            return Err(Error::Storage(
-                "injected fault after the write (the batch reached the disk)".to_owned(),
-            ));
-        }
-        Ok(())
+    /// `scan` as of a RocksDB snapshot (`None`: now).
+    fn scan_at<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
+        &'s self,
+        cf: &str,
+        prefix: &[u8],
+        at: Option<&Snapshot<'_>>,
+        map: F,
+    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        let upper = prefix_upper_bound(prefix);
+        self.scan_range(cf, (prefix, upper.as_deref()), at, map)
     }
 
     /// Makes the next commit fail at `fault`. Only for tests of the write path.
@@ -787,28 +527,38 @@ fn log_scan_options() -> ReadOptions {
     opts
 }
 
-/// The position an event key names, or corruption.
-fn event_key_position(key: &[u8]) -> Result<Position> {
-    keys::decode_event_key(key).ok_or_else(|| Error::Corruption {
-        position: Position(0),
-        reason: format!("malformed event key of {} bytes", key.len()),
-    })
+/// The smallest key greater than every key starting with `prefix` (None: no bound).
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xFF {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
 }
 
-/// Decodes an event read at `position` and checks it claims that position.
-fn decode_checked(position: Position, bytes: &[u8]) -> Result<Event> {
-    let event =
-        codec::decode_event(bytes).map_err(|reason| Error::Corruption { position, reason })?;
-    if event.position != position {
-        return Err(Error::Corruption {
-            position,
-            reason: format!(
-                "the record stored at position {position} says position {}",
-                event.position
-            ),
-        });
+/// Read options as of `at` (`None`: the latest data).
+fn read_options(at: Option<&Snapshot<'_>>) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    if let Some(snapshot) = at {
+        opts.set_snapshot(snapshot);
     }
-    Ok(event)
+    opts
+}
+
+/// A corruption error about `what` (position unknown).
+fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Corruption {
+        position: Position(0),
+        reason: format!("{what}: {reason}"),
+    }
+}
+
+/// Decodes a stored record; `what` names it in an error.
+fn decode<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    codec::decode_record(bytes).map_err(|reason| corrupt(what, reason))
 }
 
 /// A ledger on a temporary directory holding `orders` placed orders (`ORD-00000`, ...) of
@@ -818,7 +568,7 @@ pub(crate) fn ledger_of_placed_orders(
     orders: usize,
     customers: usize,
 ) -> (tempfile::TempDir, crate::ledger::Ledger) {
-    use crate::domain::{EventData, EventType};
+    use crate::domain::{EventData, EventType, OrderId};
     use crate::ledger::{Ledger, NewEvent};
     let tmp = tempfile::tempdir().expect("tmp");
     let ledger =

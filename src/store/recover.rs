@@ -13,11 +13,11 @@ use super::wal::{self, WalDamage};
 use rocksdb::{ColumnFamilyDescriptor, DB};
 
 use super::{
-    Access, BLOCK_CACHE_BYTES, CF_META, COLUMN_FAMILIES, Recovery, Store, codec, keys, lock_dir,
-    options,
+    Access, BLOCK_CACHE_BYTES, CF_META, COLUMN_FAMILIES, Recovery, Store, lock_dir, options,
 };
 use crate::domain::Position;
 use crate::error::{Error, Result};
+use crate::format::{codec, keys};
 
 /// What a recovery would keep and where the damage is.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::domain::{EventId, OrderId, OrderState};
 use crate::error::{Error, Result};
 
-use super::{codec, keys, storage};
+use super::storage;
+use crate::format::{codec, keys};
 
 /// Prefix of scratch directories inside a ledger directory.
 pub const SCRATCH_DIR_PREFIX: &str = "scratch-";

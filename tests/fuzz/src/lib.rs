@@ -6,8 +6,9 @@
 //! by a user) yields a value or an error, never a panic, an abort or an unbounded allocation.
 
 use ordo::domain::{Timestamp, apply};
+use ordo::format::codec;
 use ordo::ledger::{Lines, params, parse_envelope, parse_event};
-use ordo::store::{Head, Settings, SnapshotHeader, codec};
+use ordo::store::{Head, Settings, SnapshotHeader};
 
 /// Stored-record decoding. Random bytes almost never carry a valid CRC-32, so the input is
 /// decoded twice: as the stored bytes it is (which exercises the frame checks), and framed as

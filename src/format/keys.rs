@@ -3,7 +3,6 @@
 //! end an order id inside a key.
 
 use crate::domain::{Currency, CustomerId, EventId, OrderId, Position, Status, Version};
-use crate::projection::{CustomerKey, Day, RevenueKey, status_index};
 
 /// `events` key: the position, 8 bytes big-endian.
 pub fn event_key(position: Position) -> [u8; 8] {
@@ -53,48 +52,58 @@ pub fn decode_position(value: &[u8]) -> Option<Position> {
 /// `status_orders` key: the status's index in `Status::ALL` (1 byte), then the order id.
 pub fn status_order_key(status: Status, order_id: &OrderId) -> Vec<u8> {
     let mut key = Vec::with_capacity(order_id.as_str().len() + 1);
-    key.push(u8::try_from(status_index(status)).expect("six statuses"));
+    key.push(status_byte(status));
     key.extend_from_slice(order_id.as_str().as_bytes());
     key
 }
 
+/// The byte of `status` in `status_orders` keys: its index in `Status::ALL`.
+pub fn status_byte(status: Status) -> u8 {
+    u8::try_from(status.index()).expect("six statuses")
+}
+
+/// Decodes a `status_orders` key.
+pub fn decode_status_order_key(key: &[u8]) -> Option<(Status, OrderId)> {
+    let (byte, id) = key.split_first()?;
+    let status = *Status::ALL.get(usize::from(*byte))?;
+    let order_id = OrderId::new(std::str::from_utf8(id).ok()?).ok()?;
+    Some((status, order_id))
+}
+
 /// `customers` key: customer id, 0x00, currency.
-pub fn customer_key(key: &CustomerKey) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.customer_id.as_str().len() + 4);
-    out.extend_from_slice(key.customer_id.as_str().as_bytes());
+pub fn customer_key(customer_id: &CustomerId, currency: Currency) -> Vec<u8> {
+    let mut out = Vec::with_capacity(customer_id.as_str().len() + 4);
+    out.extend_from_slice(customer_id.as_str().as_bytes());
     out.push(0);
-    out.extend_from_slice(key.currency.as_str().as_bytes());
+    out.extend_from_slice(currency.as_str().as_bytes());
     out
 }
 
 /// Decodes a `customers` key.
-pub fn decode_customer_key(bytes: &[u8]) -> Option<CustomerKey> {
+pub fn decode_customer_key(bytes: &[u8]) -> Option<(CustomerId, Currency)> {
     let split = bytes.iter().position(|b| *b == 0)?;
     let customer = std::str::from_utf8(&bytes[..split]).ok()?;
     let currency = std::str::from_utf8(&bytes[split + 1..]).ok()?;
-    Some(CustomerKey {
-        customer_id: CustomerId::new(customer).ok()?,
-        currency: Currency::new(currency).ok()?,
-    })
+    Some((
+        CustomerId::new(customer).ok()?,
+        Currency::new(currency).ok()?,
+    ))
 }
 
-/// `revenue` key: the day as u32 big-endian with the sign bit flipped (so days before 1970
-/// sort first), then the currency.
-pub fn revenue_key(key: &RevenueKey) -> Vec<u8> {
+/// `revenue` key: the day (days since 1970-01-01 UTC) as u32 big-endian with the sign bit
+/// flipped (so days before 1970 sort first), then the currency.
+pub fn revenue_key(day: i32, currency: Currency) -> Vec<u8> {
     let mut out = Vec::with_capacity(7);
-    out.extend_from_slice(&((key.day.0 as u32) ^ 0x8000_0000).to_be_bytes());
-    out.extend_from_slice(key.currency.as_str().as_bytes());
+    out.extend_from_slice(&((day as u32) ^ 0x8000_0000).to_be_bytes());
+    out.extend_from_slice(currency.as_str().as_bytes());
     out
 }
 
 /// Decodes a `revenue` key.
-pub fn decode_revenue_key(bytes: &[u8]) -> Option<RevenueKey> {
+pub fn decode_revenue_key(bytes: &[u8]) -> Option<(i32, Currency)> {
     let day = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) ^ 0x8000_0000;
     let currency = std::str::from_utf8(bytes.get(4..)?).ok()?;
-    Some(RevenueKey {
-        day: Day(day as i32),
-        currency: Currency::new(currency).ok()?,
-    })
+    Some((day as i32, Currency::new(currency).ok()?))
 }
 
 /// `snapshots` key prefix of one snapshot: its position, 8 bytes big-endian.

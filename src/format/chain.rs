@@ -8,7 +8,6 @@
 //! JSON library and SHA-256 (docs/format.md has a worked example).
 
 use super::canonical::{self, string};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Event, Hash};
@@ -16,7 +15,7 @@ use crate::domain::{Event, Hash};
 /// The hash before the first event.
 pub const GENESIS: Hash = Hash([0u8; 32]);
 
-/// The bytes of `event` that the chain covers: `write_canonical` of
+/// The bytes of `event` that the chain covers: `canonical::write_canonical` of
 /// `Event::envelope_json_unhashed`, written directly (the top-level keys are fixed, so they
 /// are written in their byte order; `data` goes through `canonical::Writer`, which sorts
 /// each struct's keys; no JSON value is built; a test checks the two agree byte for byte).
@@ -73,42 +72,12 @@ pub fn chain(previous: &Hash, event: &Event) -> Hash {
     Hash(hasher.finalize().into())
 }
 
-/// Writes `value` as canonical JSON: keys sorted, no whitespace.
-pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, key);
-                out.push(b':');
-                write_canonical(item, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        Value::String(text) => string(out, text),
-        scalar => serde_json::to_writer(&mut *out, scalar).expect("writing to a Vec cannot fail"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{EventData, EventType, Timestamp};
+    use crate::format::canonical::write_canonical;
+    use serde_json::Value;
 
     fn event(event_type: &str, data: Value, with_optional: bool) -> Event {
         let event_type = EventType::parse(event_type).expect("a type");

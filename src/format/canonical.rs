@@ -1,6 +1,6 @@
 //! Canonical JSON written straight from serde, for the hash chain: object keys sorted by
 //! their bytes, no whitespace, integers in decimal, strings escaped as serde_json escapes
-//! them. The same bytes as `chain::write_canonical` of the `serde_json::Value`, without
+//! them. The same bytes as `write_canonical` of the `serde_json::Value`, without
 //! building the value (a map, a `String` per key and per string) for every event.
 //!
 //! It takes what event data are made of: structs, strings, integers, booleans, options,
@@ -9,9 +9,10 @@
 
 use serde::Serialize;
 use serde::ser::{self, Impossible};
+use serde_json::Value;
 
 /// A JSON string, escaped as serde_json escapes it.
-pub(super) fn string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, text: &str) {
     // serde_json escapes only `"`, `\` and control characters; identifiers, times and ids
     // (most strings here) have none, and copying them is a fraction of its escaping loop.
     // A fold without early exit: the compiler vectorizes it.
@@ -295,10 +296,41 @@ impl ser::SerializeStruct for Object<'_> {
     }
 }
 
+/// Writes `value` as canonical JSON: keys sorted, no whitespace.
+pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, key);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::String(text) => string(out, text),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("writing to a Vec cannot fail"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::chain::write_canonical;
 
     fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), Unsupported> {
         value.serialize(Writer::new(out))

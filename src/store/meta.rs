@@ -1,0 +1,60 @@
+//! Records in `meta` besides the head: the ledger's settings (`ordo config`) and the
+//! generic record reader the others use.
+
+use rocksdb::{Snapshot, WriteBatch};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use super::{CF_META, Durability, Store, decode, read_options, storage};
+use crate::error::Result;
+use crate::format::{codec, keys};
+
+/// Ledger settings, shown and changed by `ordo config`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Take a snapshot automatically each time the head crosses a multiple of this many
+    /// events (0: never).
+    pub snapshot_every_events: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            snapshot_every_events: 100_000,
+        }
+    }
+}
+
+impl Store {
+    pub(super) fn meta_record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.meta_record_at(key, None)
+    }
+
+    pub(super) fn meta_record_at<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        at: Option<&Snapshot<'_>>,
+    ) -> Result<Option<T>> {
+        let raw = self
+            .db
+            .get_pinned_cf_opt(self.cf(CF_META), key, &read_options(at))
+            .map_err(storage)?;
+        raw.map(|bytes| decode(&String::from_utf8_lossy(key), &bytes))
+            .transpose()
+    }
+
+    /// The ledger's settings (defaults until changed).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(self.meta_record(keys::META_SETTINGS)?.unwrap_or_default())
+    }
+
+    /// Stores new settings durably.
+    pub fn set_settings(&self, settings: &Settings) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::META_SETTINGS,
+            codec::encode_record(settings),
+        );
+        self.write(batch, Durability::Sync)
+    }
+}

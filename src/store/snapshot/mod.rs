@@ -1,0 +1,285 @@
+//! Snapshots: the live projection rows copied, as stored bytes, under a position; their
+//! headers in `meta`; the rebuild's replacement of the live rows. `check` reads a snapshot
+//! back against its digest. The store copies and checks bytes; what the rows mean is
+//! `projection::tables`'s.
+
+mod check;
+
+pub use check::RowDecoder;
+
+use rocksdb::{Snapshot, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    CF_META, CF_SNAPSHOTS, COLUMN_FAMILIES, Durability, Head, Store, corrupt, decode, read_options,
+    storage,
+};
+use crate::domain::{Hash, OrderId, OrderState, Position, Timestamp};
+use crate::error::Result;
+use crate::format::digest::Digester;
+use crate::format::{DIGEST_TABLES, codec, keys};
+
+/// What a snapshot covers; stored in `meta` under `snapshot/<position>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHeader {
+    /// The last position folded into it.
+    pub position: Position,
+    /// The latest occurred_at of any event it contains (for `--valid-at` replays).
+    pub max_occurred_at: Option<Timestamp>,
+    /// Digest of its content (`digest`), checked when it is loaded.
+    pub digest: Hash,
+    /// `projection::PROJECTION_VERSION` of the code that wrote it.
+    pub projection_version: u32,
+    /// Orders it holds.
+    pub orders: u64,
+    /// When it was taken.
+    pub created_at: Timestamp,
+}
+
+/// What a snapshot records of the projections it copies, which the store cannot know: it
+/// copies their bytes. The ledger gives it (`ledger::PROJECTIONS`).
+#[derive(Clone, Copy, Debug)]
+pub struct Projections {
+    /// `projection::PROJECTION_VERSION`, recorded in each header.
+    pub version: u32,
+    /// The encoded totals of a ledger without events (no totals record yet).
+    pub empty_totals: fn() -> Vec<u8>,
+    /// The latest occurred_at recorded in an encoded totals record.
+    pub max_occurred_at: fn(&[u8]) -> Result<Option<Timestamp>>,
+}
+
+/// Rows per write while copying a snapshot (bounds its memory).
+pub const SNAPSHOT_CHUNK_ROWS: usize = 20_000;
+
+/// A write replacing whole column families (`Store::replacement`), not yet written.
+pub struct Replacement<'s> {
+    batch: WriteBatch,
+    handles: [(&'static str, &'s rocksdb::ColumnFamily); COLUMN_FAMILIES.len()],
+}
+
+impl Replacement<'_> {
+    /// Adds the row `key` = `value` of column family `cf`.
+    pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) {
+        let (_, handle) = self
+            .handles
+            .iter()
+            .find(|(name, _)| *name == cf)
+            .expect("rows are put in the ledger's column families");
+        self.batch.put_cf(*handle, key, value);
+    }
+}
+
+/// What `Store::live_rows` walked.
+struct LiveRows {
+    /// The stored totals record.
+    totals: Vec<u8>,
+    /// Order-state rows.
+    orders: u64,
+    /// Their digest.
+    digest: Hash,
+}
+
+impl Store {
+    /// The digest of the stored projections at the head (equal to the digest of the book
+    /// they hold, `projection::digest`), computed over their stored bytes without decoding
+    /// them: a rebuild compares it with the digest of the book it folded. A row whose bytes
+    /// were damaged makes the digests differ (the rebuild reports it), it does not stop the
+    /// rebuild.
+    pub fn live_digest(&self, projections: &Projections) -> Result<Hash> {
+        let snapshot = self.db.snapshot();
+        Ok(self
+            .live_rows(&snapshot, projections, |_, _, _| Ok(()))?
+            .digest)
+    }
+
+    /// Walks every live projection row as stored, read through the RocksDB `snapshot`
+    /// (consistent: it sits between two commits), in the digest's order
+    /// (`format::DIGEST_TABLES`; `visit` gets the snapshot row kind, key and value), then
+    /// the totals. The one place that hashes stored rows the way
+    /// `projection::tables::book_rows` hashes a book.
+    fn live_rows(
+        &self,
+        snapshot: &Snapshot<'_>,
+        projections: &Projections,
+        mut visit: impl FnMut(u8, &[u8], &[u8]) -> Result<()>,
+    ) -> Result<LiveRows> {
+        let at = Some(snapshot);
+        let totals = self
+            .db
+            .get_pinned_cf_opt(self.cf(CF_META), keys::META_TOTALS, &read_options(at))
+            .map_err(storage)?
+            .map_or_else(|| (projections.empty_totals)(), |bytes| bytes.to_vec());
+        let mut hasher = Digester::default();
+        let mut orders = 0u64;
+        for (live_cf, kind, hash_key) in DIGEST_TABLES {
+            let rows = self.scan_at(live_cf, &[], at, |key, value| {
+                if kind == keys::SNAPSHOT_ORDER {
+                    orders += 1;
+                }
+                if hash_key {
+                    hasher.update(key);
+                }
+                hasher.update(value);
+                visit(kind, key, value)
+            });
+            rows.collect::<Result<()>>()?;
+        }
+        hasher.update(&totals);
+        Ok(LiveRows {
+            totals,
+            orders,
+            digest: hasher.finalize(),
+        })
+    }
+
+    /// A write that empties the column families `cleared` and then puts the rows given to
+    /// `Replacement::put` (`ordo rebuild`: every projection replaced at once).
+    pub fn replacement(&self, cleared: &[&str]) -> Replacement<'_> {
+        let mut batch = WriteBatch::default();
+        let everything: &[u8] = &[0xFF; 16];
+        for cf in cleared {
+            batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
+        }
+        // Handles looked up once: by name, per put, they were a search per row.
+        let handles = COLUMN_FAMILIES.map(|name| (name, self.cf(name)));
+        Replacement { batch, handles }
+    }
+
+    /// Writes a `replacement`, atomically and durably.
+    pub fn replace_projections(&self, replacement: Replacement<'_>) -> Result<()> {
+        self.write(replacement.batch, Durability::Sync)
+    }
+
+    /// Snapshots the stored projections at the head, durably, and returns the header.
+    ///
+    /// Rows are copied as stored bytes from one RocksDB snapshot of the live column
+    /// families (consistent: it sits between two commits), in chunks of
+    /// `SNAPSHOT_CHUNK_ROWS`, hashing them in the digest's order on the way: memory stays
+    /// constant whatever the number of orders, and commits go on meanwhile. The header is
+    /// written last, with fsync; until then the snapshot does not exist for readers.
+    pub fn write_snapshot(
+        &self,
+        projections: &Projections,
+        created_at: Timestamp,
+    ) -> Result<SnapshotHeader> {
+        let written = self.write_snapshot_then(projections, created_at, || true)?;
+        Ok(written.expect("a snapshot told to go on is written"))
+    }
+
+    /// `write_snapshot`, calling `taken` as soon as the RocksDB snapshot it copies from is
+    /// taken (a writer that waits for it before its next commit fixes the position the
+    /// snapshot covers), and writing only if `taken` returns true (else `None`: the view is
+    /// dropped and nothing is written).
+    pub fn write_snapshot_then(
+        &self,
+        projections: &Projections,
+        created_at: Timestamp,
+        taken: impl FnOnce() -> bool,
+    ) -> Result<Option<SnapshotHeader>> {
+        let snapshot = self.db.snapshot();
+        if !taken() {
+            return Ok(None);
+        }
+        let head: Head = self
+            .meta_record_at(keys::META_HEAD, Some(&snapshot))?
+            .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
+        let position = head.position;
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_rows(&mut batch, position);
+        let rows = self.live_rows(&snapshot, projections, |kind, key, value| {
+            batch.put_cf(
+                self.cf(CF_SNAPSHOTS),
+                keys::snapshot_key(position, kind, key),
+                value,
+            );
+            if batch.len() >= SNAPSHOT_CHUNK_ROWS {
+                self.write(std::mem::take(&mut batch), Durability::Sync)?;
+            }
+            Ok(())
+        })?;
+        batch.put_cf(
+            self.cf(CF_SNAPSHOTS),
+            keys::snapshot_key(position, 0, &[]),
+            &rows.totals,
+        );
+        let header = SnapshotHeader {
+            position,
+            max_occurred_at: (projections.max_occurred_at)(&rows.totals)?,
+            digest: rows.digest,
+            projection_version: projections.version,
+            orders: rows.orders,
+            created_at,
+        };
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::snapshot_header_key(position),
+            codec::encode_record(&header),
+        );
+        self.write(batch, Durability::Sync)?;
+        Ok(Some(header))
+    }
+
+    fn delete_snapshot_rows(&self, batch: &mut WriteBatch, position: Position) {
+        let from = keys::snapshot_prefix(position);
+        let to = keys::snapshot_prefix(Position(position.0.saturating_add(1)));
+        batch.delete_range_cf(self.cf(CF_SNAPSHOTS), from, to);
+    }
+
+    /// Every snapshot header, oldest first.
+    pub fn snapshot_headers(&self) -> Result<Vec<SnapshotHeader>> {
+        self.scan(CF_META, keys::META_SNAPSHOT_PREFIX, |_, value| {
+            decode("snapshot header", value)
+        })
+        .collect()
+    }
+
+    /// The totals row of the snapshot at `position`, as stored (checked by
+    /// `verify_snapshot`).
+    pub fn snapshot_totals(&self, position: Position) -> Result<Vec<u8>> {
+        let what = format!("snapshot at position {position}");
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_SNAPSHOTS), keys::snapshot_key(position, 0, &[]))
+            .map_err(storage)?
+            .ok_or_else(|| corrupt(&what, "no totals row"))?;
+        Ok(raw.to_vec())
+    }
+
+    /// One order's state in the snapshot at `position` (not checked against the digest on
+    /// its own: callers verify the snapshot first).
+    pub fn snapshot_order_state(
+        &self,
+        position: Position,
+        order_id: &OrderId,
+    ) -> Result<Option<OrderState>> {
+        let key = keys::snapshot_key(
+            position,
+            keys::SNAPSHOT_ORDER,
+            keys::order_state_key(order_id),
+        );
+        let Some(raw) = self
+            .db
+            .get_pinned_cf(self.cf(CF_SNAPSHOTS), key)
+            .map_err(storage)?
+        else {
+            return Ok(None);
+        };
+        let what = format!("snapshot at position {position}");
+        let state = codec::decode_state(&raw).map_err(|reason| corrupt(&what, reason))?;
+        if &state.order_id != order_id {
+            return Err(corrupt(
+                &what,
+                format!("the row of {order_id} holds {}", state.order_id),
+            ));
+        }
+        Ok(Some(state))
+    }
+
+    /// Deletes the snapshot at `position`.
+    pub fn delete_snapshot(&self, position: Position) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.delete_snapshot_rows(&mut batch, position);
+        batch.delete_cf(self.cf(CF_META), keys::snapshot_header_key(position));
+        self.write(batch, Durability::Sync)
+    }
+}
