@@ -1,16 +1,15 @@
-//! The store: the only module that touches RocksDB and bytes on disk.
+//! The store: the only module that touches RocksDB and the ledger's files. It writes the
+//! bytes `format` defines into the nine column families `format` names, and knows the
+//! domain's log (events, orders, heads) but not what projection rows mean: a commit's
+//! projection rows and a snapshot's decoding come from the caller (`projection::tables`).
 //!
-//! Column families (docs/format.md has every byte):
-//! - `events`: position -> event record. The log; keys are never updated or deleted.
-//! - `order_index`: (order id, version) -> position. One order's stream in version order.
-//! - `event_ids`: event id -> position. Idempotency for the life of the ledger.
-//! - `order_state`: order id -> order state. The per-order projection, kept in the same
-//!   commit as the events it folds.
-//! - `status_orders`, `customers`, `revenue`: the aggregate projections (`projection/`),
-//!   also kept in the same commit as the events.
-//! - `snapshots`: rows of saved projections at a position (headers are in `meta`).
-//! - `meta`: format version, the head (position, hash, recorded_at, orders), aggregate
-//!   totals, settings, snapshot headers.
+//! - this file: opening (locks, WAL check, read-only or secondary readers), the generic
+//!   reads (`get`, `scan`) and the mapping of RocksDB's errors;
+//! - `log`: the events, the per-order indexes and the commit;
+//! - `snapshot/`: snapshots and the rebuild's replacement; `meta`: settings;
+//! - `chunks`: the log read in chunks for a fold; `scratch`: import's dry-run overlay;
+//! - `wal`, `recover`, `dir`: the write-ahead log check, `ordo recover`, the lock;
+//! - `options`: RocksDB tuning; `tamper`: faults and raw writes for tests.
 //!
 //! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
 //! the WAL is fsynced.
@@ -19,9 +18,11 @@ mod chunks;
 mod dir;
 mod log;
 mod meta;
+mod options;
 mod recover;
 mod scratch;
 mod snapshot;
+mod tamper;
 pub mod wal;
 
 pub use crate::format::{
@@ -32,17 +33,18 @@ pub use chunks::{EventChunk, StoredEvents};
 use dir::{lock_dir, writer_holds_lock};
 pub use log::Commit;
 pub use meta::Settings;
+use options::{BLOCK_CACHE_BYTES, WRITE_BUFFERS_BYTES_MAX, options};
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 pub use snapshot::{Projections, Replacement, RowDecoder, SnapshotHeader};
+pub use tamper::Fault;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, DBRawIterator, IteratorMode, Options,
-    ReadOptions, Snapshot, WriteBatch, WriteOptions,
+    ColumnFamilyDescriptor, DB, DBRawIterator, ReadOptions, Snapshot, WriteBatch, WriteOptions,
 };
 
 use crate::domain::Position;
@@ -91,21 +93,6 @@ pub struct Store {
     _secondary: Option<tempfile::TempDir>,
     /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
     fault: std::sync::atomic::AtomicU8,
-}
-
-/// A fault injected into the next commit, to prove that the writer survives a failing
-/// disk (docs/reliability.md). Only tests use it.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Fault {
-    /// No fault.
-    None = 0,
-    /// The commit fails before anything is written.
-    BeforeWrite = 1,
-    /// The batch is written (and synced), then the commit reports a failure, as when an
-    /// fsync error is reported for data that did reach the disk.
-    AfterWrite = 2,
 }
 
 /// A writer closing with more than this in its write-ahead logs flushes its memtables, so
@@ -191,62 +178,6 @@ fn storage(e: rocksdb::Error) -> Error {
         ));
     }
     Error::Storage(message)
-}
-
-/// The block cache shared by all column families of a store.
-pub const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
-
-/// Memtable memory of all column families together.
-pub const WRITE_BUFFERS_BYTES_MAX: usize = 256 * 1024 * 1024;
-
-/// Bloom filter bits per key: about 1% false positives.
-const BLOOM_BITS_PER_KEY: f64 = 10.0;
-
-/// Uncompressed size of a data block in the snapshots column family (RocksDB's default,
-/// used elsewhere, is 4 KiB).
-const SNAPSHOT_BLOCK_BYTES: usize = 16 * 1024;
-
-/// Share of a memtable's size given to its whole-key bloom filter (RocksDB's
-/// `memtable_prefix_bloom_size_ratio`), in the column families looked up by key.
-const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
-
-/// Options of the column family `name` (`None`: the database's own options).
-fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
-    let mut opts = Options::default();
-    // Every append looks up its event id (almost never stored yet) and its order's state
-    // (absent for a new order) while the memtable holds the most recent writes: without a
-    // filter, each miss searches the memtable's skip list, cache miss by cache miss (in a
-    // profile of `ordo import`, 10% of the writer thread for event ids alone).
-    if matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
-        opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
-        opts.set_memtable_whole_key_filtering(true);
-    }
-    // Built without snappy; name the compression we have, never rely on the default.
-    opts.set_compression_type(DBCompressionType::Lz4);
-    // Every append looks up keys that usually do not exist (a new event id, a new order's
-    // state): bloom filters answer those without reading data blocks of every level.
-    let mut table = rocksdb::BlockBasedOptions::default();
-    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
-    table.set_block_cache(cache);
-    // Index and filter blocks live in the (bounded) block cache, partitioned into small
-    // blocks: a whole-file filter grows with the file (megabytes at 10M events) and, larger
-    // than a cache shard, was re-read from disk on every lookup.
-    table.set_cache_index_and_filter_blocks(true);
-    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
-    table.set_partition_filters(true);
-    table.set_metadata_block_size(4096);
-    table.set_pin_top_level_index_and_filter(true);
-    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    // Snapshot rows are read whole (a replay checks every byte of one snapshot against its
-    // digest) and only a few at a time otherwise (the orders a replay's tail touches): larger
-    // blocks cost less per row, and a replay's tail's point reads did not get slower
-    // (docs/benchmarks.md). The log keeps 4 KiB: one order's events are point reads, each
-    // of a whole block.
-    if name == Some(CF_SNAPSHOTS) {
-        table.set_block_size(SNAPSHOT_BLOCK_BYTES);
-    }
-    opts.set_block_based_table_factory(&table);
-    opts
 }
 
 /// How an open treats a write-ahead log that cannot be replayed whole.
@@ -461,13 +392,6 @@ impl Store {
         self.scan_range(cf, (prefix, upper.as_deref()), at, map)
     }
 
-    /// Makes the next commit fail at `fault`. Only for tests of the write path.
-    #[doc(hidden)]
-    pub fn inject_fault(&self, fault: Fault) {
-        self.fault
-            .store(fault as u8, std::sync::atomic::Ordering::SeqCst);
-    }
-
     /// Bytes used by the ledger's files.
     pub fn disk_bytes(&self) -> Result<u64> {
         let mut total = 0;
@@ -480,42 +404,6 @@ impl Store {
             }
         }
         Ok(total)
-    }
-
-    /// Test and tooling access to a raw record, for corruption tests and `verify`.
-    #[doc(hidden)]
-    pub fn raw_event(&self, position: Position) -> Result<Option<Vec<u8>>> {
-        self.db
-            .get_cf(self.cf(CF_EVENTS), keys::event_key(position))
-            .map_err(storage)
-    }
-
-    /// Overwrites a raw event record, bypassing every check. Only for tests that prove
-    /// `verify` detects tampering; the ledger itself never updates an event.
-    #[doc(hidden)]
-    pub fn tamper_raw_event(&self, position: Position, bytes: Option<&[u8]>) -> Result<()> {
-        self.tamper_raw(CF_EVENTS, &keys::event_key(position), bytes)
-    }
-
-    /// Overwrites (or deletes) any raw record, bypassing every check. Only for tests that
-    /// prove corruption is detected.
-    #[doc(hidden)]
-    pub fn tamper_raw(&self, cf: &str, key: &[u8], bytes: Option<&[u8]>) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        match bytes {
-            Some(b) => batch.put_cf(self.cf(cf), key, b),
-            None => batch.delete_cf(self.cf(cf), key),
-        }
-        self.write(batch, Durability::Sync)
-    }
-
-    /// Every raw (key, value) of a column family, in key order. Only for tests and tools.
-    #[doc(hidden)]
-    pub fn raw_rows(&self, cf: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.db
-            .iterator_cf(self.cf(cf), IteratorMode::Start)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage))
-            .collect()
     }
 }
 

@@ -13,7 +13,8 @@ use super::wal::{self, WalDamage};
 use rocksdb::{ColumnFamilyDescriptor, DB};
 
 use super::{
-    Access, BLOCK_CACHE_BYTES, CF_META, COLUMN_FAMILIES, Recovery, Store, lock_dir, options,
+    Access, CF_META, COLUMN_FAMILIES, Recovery, Store, lock_dir,
+    options::{BLOCK_CACHE_BYTES, options},
 };
 use crate::domain::Position;
 use crate::error::{Error, Result};

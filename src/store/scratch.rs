@@ -72,7 +72,7 @@ impl Scratch {
         table.set_bloom_filter(10.0, false);
         opts.set_block_based_table_factory(&table);
         // And in the memtable, where the most recently spilled keys are (see `options`).
-        opts.set_memtable_prefix_bloom_ratio(super::MEMTABLE_BLOOM_RATIO);
+        opts.set_memtable_prefix_bloom_ratio(super::options::MEMTABLE_BLOOM_RATIO);
         opts.set_memtable_whole_key_filtering(true);
         let db = DB::open(&opts, dir.path()).map_err(storage)?;
         Ok(Scratch { db, _dir: dir })

@@ -1,0 +1,62 @@
+//! RocksDB's options for each column family: compression, bloom filters, the block cache
+//! and memtable budgets. Every value has its reason next to it.
+
+use rocksdb::{DBCompressionType, Options};
+
+use super::{CF_EVENT_IDS, CF_ORDER_STATE, CF_SNAPSHOTS};
+
+/// The block cache shared by all column families of a store.
+pub const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Memtable memory of all column families together.
+pub const WRITE_BUFFERS_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Bloom filter bits per key: about 1% false positives.
+const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Uncompressed size of a data block in the snapshots column family (RocksDB's default,
+/// used elsewhere, is 4 KiB).
+const SNAPSHOT_BLOCK_BYTES: usize = 16 * 1024;
+
+/// Share of a memtable's size given to its whole-key bloom filter (RocksDB's
+/// `memtable_prefix_bloom_size_ratio`), in the column families looked up by key.
+pub(super) const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
+
+/// Options of the column family `name` (`None`: the database's own options).
+pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
+    let mut opts = Options::default();
+    // Every append looks up its event id (almost never stored yet) and its order's state
+    // (absent for a new order) while the memtable holds the most recent writes: without a
+    // filter, each miss searches the memtable's skip list, cache miss by cache miss (in a
+    // profile of `ordo import`, 10% of the writer thread for event ids alone).
+    if matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
+        opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+        opts.set_memtable_whole_key_filtering(true);
+    }
+    // Built without snappy; name the compression we have, never rely on the default.
+    opts.set_compression_type(DBCompressionType::Lz4);
+    // Every append looks up keys that usually do not exist (a new event id, a new order's
+    // state): bloom filters answer those without reading data blocks of every level.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    table.set_block_cache(cache);
+    // Index and filter blocks live in the (bounded) block cache, partitioned into small
+    // blocks: a whole-file filter grows with the file (megabytes at 10M events) and, larger
+    // than a cache shard, was re-read from disk on every lookup.
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
+    table.set_pin_top_level_index_and_filter(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Snapshot rows are read whole (a replay checks every byte of one snapshot against its
+    // digest) and only a few at a time otherwise (the orders a replay's tail touches): larger
+    // blocks cost less per row, and a replay's tail's point reads did not get slower
+    // (docs/benchmarks.md). The log keeps 4 KiB: one order's events are point reads, each
+    // of a whole block.
+    if name == Some(CF_SNAPSHOTS) {
+        table.set_block_size(SNAPSHOT_BLOCK_BYTES);
+    }
+    opts.set_block_based_table_factory(&table);
+    opts
+}
