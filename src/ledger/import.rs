@@ -25,8 +25,8 @@ use crate::store::Scratch;
 
 use super::Ledger;
 use super::input::{Lines, NewEvent, parse_envelope, parse_event};
-use super::sequencer::{BATCH_EVENTS_MAX, Chain, Pending};
-use super::stage::{AppendResult, DRY_RUN_ENTRIES_MAX, Stage};
+use super::write::stage::{AppendResult, DRY_RUN_ENTRIES_MAX, Stage};
+use super::write::{BATCH_EVENTS_MAX, Chain, Pending};
 use crate::progress::Progress;
 
 /// Events per durable commit of an import (and of `replay --into`).

@@ -6,10 +6,9 @@ mod import;
 mod input;
 pub mod json;
 pub mod params;
-mod sequencer;
-mod stage;
 mod verify;
 mod views;
+mod write;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,10 +20,10 @@ pub use input::{
     LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
     parse_event_value,
 };
-pub use sequencer::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer, WriterStats};
-pub use stage::AppendResult;
 pub use verify::VerifyReport;
 pub use views::{RebuildReport, SnapshotInfo};
+pub use write::stage::AppendResult;
+pub use write::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer, WriterStats};
 
 use crate::domain::{Event, Hash, OrderId, OrderState, Position, apply};
 use crate::error::{Error, Result};

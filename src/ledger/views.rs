@@ -244,7 +244,7 @@ impl Ledger {
 
     /// Takes a snapshot of every projection at the head (needs the ledger open for writing).
     pub fn snapshot_create(&self) -> Result<SnapshotHeader> {
-        self.sequencer()?.exclusive(super::sequencer::snapshot)
+        self.sequencer()?.exclusive(super::write::snapshot)
     }
 
     /// Every snapshot, oldest first.

@@ -9,21 +9,24 @@
 //! flight, or a dry run's spill on its way to the scratch table), the scratch table, and
 //! the store.
 //!
-//! The sequencer stages for real; `import` stages a whole file in a dry run first (keeping no
-//! events) so that a bad line anywhere means nothing is written.
+//! A stage has a `Purpose`: for commits (the stager's, which seals groups for the
+//! committer) or a dry run (`import` stages a whole file first, keeping no events, so that
+//! a bad line anywhere means nothing is written; `dry_run` holds its spill to the scratch
+//! table). "Staged" means decided and sequenced, not yet written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
+use super::dry_run::{DryRun, Generation};
+use super::sequence::sequence;
 use crate::domain::{
-    Event, EventData, EventId, OCCURRED_AHEAD_MICROS_MAX, OrderId, OrderState, Position,
-    SCHEMA_VERSION, Timestamp, Version, apply, apply_to, decide,
+    Event, EventData, EventId, OrderId, OrderState, Position, Timestamp, Version, apply, apply_to,
+    decide,
 };
 use crate::error::{Error, Result};
-use crate::format::{chain, codec};
+use crate::format::codec;
 use crate::projection::tables;
 use crate::projection::{Before, Delta, Effects, effects_since};
 use crate::store::{Commit, Head, Scratch, Store};
@@ -33,7 +36,7 @@ use crate::store::{Commit, Head, Scratch, Store};
 /// each (the current, the older, and the one being written to the scratch table).
 pub const DRY_RUN_ENTRIES_MAX: usize = 200_000;
 
-use super::input::NewEvent;
+use crate::ledger::input::NewEvent;
 
 /// What an append did: the product.md "append result".
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,60 +78,10 @@ pub struct Checkpoint {
 }
 
 /// Staged id: where it went and what it carried.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StagedId {
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct StagedId {
     result: AppendResult,
     digest: ContentDigest,
-}
-
-/// Staged states and ids of one generation of a dry run.
-struct Generation {
-    states: HashMap<OrderId, OrderState>,
-    ids: HashMap<EventId, StagedId>,
-}
-
-/// A dry run's scratch table and the thread writing a generation to it. Encoding and
-/// writing a generation took a third of the validation pass on the staging thread (perf, 1M
-/// import); a background thread does it while staging goes on, and lookups read the
-/// generation from memory (`Stage::sealed`) until it is written.
-struct Spill {
-    scratch: Arc<Scratch>,
-    writer: Option<JoinHandle<Result<()>>>,
-}
-
-impl Spill {
-    /// Waits until the generation being written is in the scratch table.
-    fn finish(&mut self) -> Result<()> {
-        if let Some(writer) = self.writer.take() {
-            writer.join().map_err(|_| {
-                Error::Storage("the thread writing to the scratch table panicked".to_owned())
-            })??;
-        }
-        Ok(())
-    }
-
-    /// Starts writing `generation` (the previous one must be finished).
-    fn start(&mut self, generation: Arc<Generation>) -> Result<()> {
-        assert!(
-            self.writer.is_none(),
-            "one generation at a time goes to the scratch table"
-        );
-        let scratch = self.scratch.clone();
-        let writer = std::thread::Builder::new()
-            .name("ordo-spill".to_owned())
-            .spawn(move || scratch.put(generation.states.iter(), generation.ids.iter()))
-            .map_err(|e| Error::Storage(format!("cannot start the spill thread: {e}")))?;
-        self.writer = Some(writer);
-        Ok(())
-    }
-}
-
-impl Drop for Spill {
-    fn drop(&mut self) {
-        // An abandoned dry run (a bad line) still lets the writer end before the scratch
-        // table's directory goes.
-        let _ = self.finish();
-    }
 }
 
 /// A group of staged events sealed for its commit (`Stage::seal`): the stage keeps reading
@@ -171,48 +124,43 @@ impl Sealed {
     }
 }
 
-/// An overlay of staged events over the store.
+/// An overlay of staged events over the store: what is staged but not yet written reads as
+/// if it were. Configured by its `Purpose`.
 pub struct Stage<'s> {
     store: &'s Store,
     head: Head,
+    /// The current generation of staged order states and event ids.
     states: HashMap<OrderId, OrderState>,
     ids: HashMap<EventId, StagedId>,
-    events: Vec<Event>,
-    /// Each kept event's contribution to the aggregate projections.
-    effects: Vec<(OrderId, Timestamp, Effects)>,
-    keep_events: bool,
-    undo: Vec<Undo>,
     /// A generation being written elsewhere, newer than everything written: a dry run's
     /// spill on its way to the scratch table, or the sequencer's group being committed.
     sealed: Option<Arc<Generation>>,
-    /// Where a dry run moves its staged states and ids when memory holds `spill_at`.
-    spill: Option<Spill>,
-    spill_at: usize,
-    /// A dry run's previous generation of states and ids: the current one replaces it when
-    /// full, and it moves to the scratch table. Recently used entries stay in memory.
-    older_states: HashMap<OrderId, OrderState>,
-    older_ids: HashMap<EventId, StagedId>,
+    purpose: Purpose,
+}
+
+/// What a stage is for.
+enum Purpose {
+    /// Staging for commits: the events are kept, with their effects and an undo log, and
+    /// sealed in groups for the committer.
+    Commit(Kept),
+    /// `import`'s check of a whole file: nothing is kept but states and ids, which spill
+    /// to a scratch table; abandoned whole on the first error.
+    DryRun(DryRun),
+}
+
+/// What a stage for commits keeps besides states and ids.
+#[derive(Default)]
+struct Kept {
+    events: Vec<Event>,
+    /// Each kept event's contribution to the aggregate projections.
+    effects: Vec<(OrderId, Timestamp, Effects)>,
+    undo: Vec<Undo>,
 }
 
 impl<'s> Stage<'s> {
-    /// A stage over `store` whose last committed event is `head`. A dry run (`keep_events`
-    /// false) checks everything but keeps no events.
-    pub fn new(store: &'s Store, head: Head, keep_events: bool) -> Stage<'s> {
-        Stage {
-            store,
-            head,
-            states: HashMap::new(),
-            ids: HashMap::new(),
-            events: Vec::new(),
-            effects: Vec::new(),
-            keep_events,
-            undo: Vec::new(),
-            sealed: None,
-            spill: None,
-            spill_at: usize::MAX,
-            older_states: HashMap::new(),
-            older_ids: HashMap::new(),
-        }
+    /// A stage for commits over `store`, whose last committed event is `head`.
+    pub fn for_commits(store: &'s Store, head: Head) -> Stage<'s> {
+        Stage::with_purpose(store, head, Purpose::Commit(Kept::default()))
     }
 
     /// A dry run over `store` that keeps at most `entries_max` staged states and ids in
@@ -223,39 +171,27 @@ impl<'s> Stage<'s> {
         scratch: Scratch,
         entries_max: usize,
     ) -> Stage<'s> {
+        let dry_run = DryRun::new(scratch, entries_max);
+        Stage::with_purpose(store, head, Purpose::DryRun(dry_run))
+    }
+
+    fn with_purpose(store: &'s Store, head: Head, purpose: Purpose) -> Stage<'s> {
         Stage {
-            spill: Some(Spill {
-                scratch: Arc::new(scratch),
-                writer: None,
-            }),
-            spill_at: entries_max.max(1),
-            ..Stage::new(store, head, false)
+            store,
+            head,
+            states: HashMap::new(),
+            ids: HashMap::new(),
+            sealed: None,
+            purpose,
         }
     }
 
-    /// When the current generation of staged states and ids holds a third of the memory
-    /// bound: moves the older generation to the scratch table (in the background), and the
-    /// current one becomes older. The scratch table so only ever receives values older than
-    /// those in memory.
-    fn spill_if_full(&mut self) -> Result<()> {
-        if let Some(spill) = &mut self.spill
-            && self.states.len() + self.ids.len() >= self.spill_at.div_ceil(3)
-        {
-            spill.finish()?;
-            self.sealed = None;
-            let older = Generation {
-                states: std::mem::take(&mut self.older_states),
-                ids: std::mem::take(&mut self.older_ids),
-            };
-            if !older.states.is_empty() || !older.ids.is_empty() {
-                let older = Arc::new(older);
-                spill.start(older.clone())?;
-                self.sealed = Some(older);
-            }
-            self.older_states = std::mem::take(&mut self.states);
-            self.older_ids = std::mem::take(&mut self.ids);
+    /// The events, effects and undo log of a stage for commits.
+    fn kept(&mut self, what: &str) -> &mut Kept {
+        match &mut self.purpose {
+            Purpose::Commit(kept) => kept,
+            Purpose::DryRun(_) => panic!("a dry run keeps no events: it cannot {what}"),
         }
-        Ok(())
     }
 
     /// The head after everything staged so far.
@@ -264,21 +200,25 @@ impl<'s> Stage<'s> {
     }
 
     /// Remembers the current point so that `rollback` can return to it.
-    pub fn checkpoint(&self) -> Checkpoint {
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let head = self.head;
+        let kept = self.kept("take a checkpoint");
         Checkpoint {
-            head: self.head,
-            events_len: self.events.len(),
-            effects_len: self.effects.len(),
-            undo_len: self.undo.len(),
+            head,
+            events_len: kept.events.len(),
+            effects_len: kept.effects.len(),
+            undo_len: kept.undo.len(),
         }
     }
 
     /// Forgets everything staged since `checkpoint`. Only a stage that keeps events has an
     /// undo log; a dry run is abandoned whole instead.
     pub fn rollback(&mut self, checkpoint: Checkpoint) {
-        assert!(self.keep_events, "a dry run keeps no undo log to roll back");
-        while self.undo.len() > checkpoint.undo_len {
-            match self
+        let Purpose::Commit(kept) = &mut self.purpose else {
+            panic!("a dry run keeps no undo log to roll back");
+        };
+        while kept.undo.len() > checkpoint.undo_len {
+            match kept
                 .undo
                 .pop()
                 .expect("the loop condition says it is not empty")
@@ -294,8 +234,8 @@ impl<'s> Stage<'s> {
                 }
             }
         }
-        self.events.truncate(checkpoint.events_len);
-        self.effects.truncate(checkpoint.effects_len);
+        kept.events.truncate(checkpoint.events_len);
+        kept.effects.truncate(checkpoint.effects_len);
         self.head = checkpoint.head;
     }
 
@@ -304,23 +244,24 @@ impl<'s> Stage<'s> {
     /// `release_sealed`, later stages still read those states and ids from the sealed
     /// group, so they can go on while it is written.
     pub fn seal(&mut self) -> Sealed {
-        assert!(self.keep_events, "a dry run keeps no events to seal");
         assert!(
             self.sealed.is_none(),
             "the previous sealed group is released (written) before the next is sealed"
         );
-        self.undo.clear();
+        let kept = self.kept("seal");
+        kept.undo.clear();
         let mut delta = Delta::default();
-        for (order_id, occurred_at, effects) in self.effects.drain(..) {
+        for (order_id, occurred_at, effects) in kept.effects.drain(..) {
             delta.add(&order_id, occurred_at, effects);
         }
+        let events = std::mem::take(&mut kept.events);
         let generation = Arc::new(Generation {
             states: std::mem::take(&mut self.states),
             ids: std::mem::take(&mut self.ids),
         });
         self.sealed = Some(generation.clone());
         Sealed {
-            events: std::mem::take(&mut self.events),
+            events,
             generation,
             delta,
             head: self.head,
@@ -330,11 +271,8 @@ impl<'s> Stage<'s> {
     /// Forgets everything staged and sealed, and starts again at `head` (what the store
     /// holds after a failed commit).
     pub fn restart(&mut self, head: Head) {
-        assert!(
-            self.spill.is_none(),
-            "a dry run is abandoned, not restarted"
-        );
-        *self = Stage::new(self.store, head, self.keep_events);
+        self.kept("restart");
+        *self = Stage::for_commits(self.store, head);
     }
 
     /// The sealed group is written: from now on the store answers for it.
@@ -343,16 +281,25 @@ impl<'s> Stage<'s> {
     }
 
     fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        if let Some(state) = self
-            .states
-            .get(order_id)
-            .or_else(|| self.older_states.get(order_id))
-            .or_else(|| self.sealed.as_ref().and_then(|g| g.states.get(order_id)))
+        // Newest first: the current generation, a dry run's older one, the sealed one, a
+        // dry run's scratch table, the store.
+        if let Some(state) = self.states.get(order_id) {
+            return Ok(Some(state.clone()));
+        }
+        let dry_run = match &self.purpose {
+            Purpose::DryRun(dry_run) => Some(dry_run),
+            Purpose::Commit(_) => None,
+        };
+        if let Some(dry_run) = dry_run
+            && let Some(state) = dry_run.older_states.get(order_id)
         {
             return Ok(Some(state.clone()));
         }
-        if let Some(spill) = &self.spill
-            && let Some(state) = spill.scratch.state(order_id)?
+        if let Some(state) = self.sealed.as_ref().and_then(|g| g.states.get(order_id)) {
+            return Ok(Some(state.clone()));
+        }
+        if let Some(dry_run) = dry_run
+            && let Some(state) = dry_run.scratch_state(order_id)?
         {
             return Ok(Some(state));
         }
@@ -360,20 +307,23 @@ impl<'s> Stage<'s> {
     }
 
     fn staged_id(&self, event_id: &EventId) -> Result<Option<(AppendResult, ContentDigest)>> {
+        let dry_run = match &self.purpose {
+            Purpose::DryRun(dry_run) => Some(dry_run),
+            Purpose::Commit(_) => None,
+        };
         if let Some(staged) = self
             .ids
             .get(event_id)
-            .or_else(|| self.older_ids.get(event_id))
+            .or_else(|| dry_run.and_then(|d| d.older_ids.get(event_id)))
             .or_else(|| self.sealed.as_ref().and_then(|g| g.ids.get(event_id)))
         {
             return Ok(Some((staged.result.clone(), staged.digest)));
         }
-        let Some(spill) = &self.spill else {
+        let Some(dry_run) = dry_run else {
             return Ok(None);
         };
-        Ok(spill
-            .scratch
-            .id::<StagedId>(event_id)?
+        Ok(dry_run
+            .scratch_id(event_id)?
             .map(|staged| (staged.result, staged.digest)))
     }
 
@@ -440,7 +390,8 @@ impl<'s> Stage<'s> {
             )));
         }
         decide(&new.order_id, state.as_ref(), &new.data)?;
-        let event = self.sequence(new, current.next(), now)?;
+        let chained = matches!(self.purpose, Purpose::Commit(_));
+        let event = sequence(&self.head, chained, new, current.next(), now)?;
         let result = AppendResult {
             position: event.position,
             order_id: event.order_id.clone(),
@@ -460,32 +411,31 @@ impl<'s> Stage<'s> {
             None => apply(None, &event)
                 .expect("an event the rules accepted always yields an order state"),
         };
-        if self.keep_events {
-            self.effects.push((
-                event.order_id.clone(),
-                event.occurred_at,
-                effects_since(before, &next, &event),
-            ));
-        }
+        let id = digest.map(|digest| StagedId {
+            result: result.clone(),
+            digest,
+        });
+        self.record(event, before, next, id)?;
+        Ok(result)
+    }
+
+    /// Records a staged event: its order's new state, its id (if it came with one) and the
+    /// new head; a stage for commits also keeps the event, its effects and undo entries, and
+    /// a dry run moves older entries to its scratch table when memory is full.
+    fn record(
+        &mut self,
+        event: Event,
+        before: Option<Before>,
+        next: OrderState,
+        id: Option<StagedId>,
+    ) -> Result<()> {
+        let effects = matches!(self.purpose, Purpose::Commit(_))
+            .then(|| effects_since(before, &next, &event));
         let previous = self.states.insert(event.order_id.clone(), next);
-        // A dry run is abandoned whole on the first error, so it keeps no undo log: the log
-        // would hold a copy of every intermediate state of a file of any size.
-        if self.keep_events {
-            self.undo
-                .push(Undo::State(event.order_id.clone(), previous));
-        }
-        if let Some(digest) = digest {
-            self.ids.insert(
-                event.event_id,
-                StagedId {
-                    result: result.clone(),
-                    digest,
-                },
-            );
-            if self.keep_events {
-                self.undo.push(Undo::Id(event.event_id));
-            }
-        }
+        let staged_id = id.map(|id| {
+            self.ids.insert(event.event_id, id);
+            event.event_id
+        });
         let placed = matches!(event.data, EventData::OrderPlaced(_));
         self.head = Head {
             position: event.position,
@@ -493,115 +443,24 @@ impl<'s> Stage<'s> {
             recorded_at: Some(event.recorded_at),
             orders: self.head.orders + u64::from(placed),
         };
-        if self.keep_events {
-            self.events.push(event);
-        }
-        self.spill_if_full()?;
-        Ok(result)
-    }
-
-    /// Assigns (or, for `--preserve`, checks) position, recorded_at, event id and hash.
-    fn sequence(&self, new: NewEvent, version: Version, now: Timestamp) -> Result<Event> {
-        let position = self.head.position.next();
-        let last = self.head.recorded_at;
-        let recorded_at = match &new.preserved {
-            None => match last {
-                // recorded_at strictly increases with position, even if the clock steps back.
-                Some(last) if now <= last => last.next_micro(),
-                _ => now,
-            },
-            Some(p) => {
-                check_preserved(p, position, version, last)?;
-                p.recorded_at
+        match (&mut self.purpose, effects) {
+            (Purpose::Commit(kept), Some(effects)) => {
+                kept.undo
+                    .push(Undo::State(event.order_id.clone(), previous));
+                if let Some(event_id) = staged_id {
+                    kept.undo.push(Undo::Id(event_id));
+                }
+                kept.effects
+                    .push((event.order_id.clone(), event.occurred_at, effects));
+                kept.events.push(event);
             }
-        };
-        let occurred_at = new.occurred_at.unwrap_or(recorded_at);
-        if occurred_at.micros()
-            > recorded_at
-                .micros()
-                .saturating_add(OCCURRED_AHEAD_MICROS_MAX)
-        {
-            return Err(crate::domain::FieldError::new(
-                "occurred_at",
-                format!(
-                    "{occurred_at} is more than 5 minutes after the recording time {recorded_at}"
-                ),
-            )
-            .into());
+            // A dry run is abandoned whole on the first error, so it keeps no undo log: the
+            // log would hold a copy of every intermediate state of a file of any size.
+            (Purpose::DryRun(dry_run), _) => {
+                dry_run.spill_if_full(&mut self.states, &mut self.ids, &mut self.sealed)?;
+            }
+            (Purpose::Commit(_), None) => unreachable!("effects are computed for commits"),
         }
-        let mut event = Event {
-            position,
-            order_id: new.order_id,
-            version,
-            event_id: new
-                .event_id
-                .unwrap_or_else(|| EventId(uuid::Uuid::now_v7())),
-            schema_version: SCHEMA_VERSION,
-            recorded_at,
-            occurred_at,
-            actor: new.actor,
-            correlation_id: new.correlation_id,
-            causation_id: new.causation_id,
-            data: new.data,
-            hash: crate::domain::Hash::default(),
-        };
-        // A dry run of input without hashes never needs them (nothing is written and no
-        // input hash is compared): skipping the chain halves its cost per event.
-        if self.keep_events || new.preserved.is_some() {
-            event.hash = chain::chain(&self.head.hash, &event);
-        }
-        if let Some(p) = new.preserved
-            && p.hash != event.hash
-        {
-            return Err(Error::Corruption {
-                position,
-                reason: format!(
-                    "the input's hash {} differs from {} recomputed from the event and its predecessor",
-                    p.hash, event.hash
-                ),
-            });
-        }
-        Ok(event)
+        Ok(())
     }
-}
-
-/// `import --preserve` continues a ledger exactly: the input's position and version must be the
-/// next ones, and its recorded_at must increase.
-fn check_preserved(
-    p: &super::input::Preserved,
-    position: Position,
-    version: Version,
-    last: Option<Timestamp>,
-) -> Result<()> {
-    use crate::domain::FieldError;
-    if p.position != position {
-        return Err(FieldError::new(
-            "position",
-            format!(
-                "is {}, but the ledger's next position is {position} (a preserved import must continue the ledger's head)",
-                p.position
-            ),
-        )
-        .into());
-    }
-    if p.version != version {
-        return Err(FieldError::new(
-            "version",
-            format!(
-                "is {}, but the order's next version is {version}",
-                p.version
-            ),
-        )
-        .into());
-    }
-    if let Some(last) = last
-        && p.recorded_at <= last
-    {
-        return Err(FieldError::new(
-            "recorded_at",
-            format!("{} is not after the previous event's {last}", p.recorded_at),
-        )
-        .into());
-    }
-    Ok(())
 }
