@@ -2,6 +2,7 @@
 //! No business logic lives here (ripgrep's "low args -> high args" split: clap parses
 //! strings; `TimeArgs::filter` and friends turn them into domain values once).
 
+mod backend;
 mod output;
 mod read;
 mod recover;

@@ -1,19 +1,18 @@
-//! Reading commands: history, state, verify, stats. They open the ledger read-only, so they
-//! work while another process writes.
+//! Reading commands: history, state, verify, stats, and the progress bar of long work. They
+//! open the ledger read-only, so they work while another process writes.
 
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 
 use ordo::domain::Position;
+use ordo::ledger::Progress;
 use ordo::ledger::params;
-use ordo::ledger::{Ledger, Progress};
-use ordo::store::Access;
 
-use super::{Cli, TimeArgs, output, remote};
+use super::backend::{Ask, Backend};
+use super::{Cli, TimeArgs, output};
 
 #[derive(Args, Debug)]
 pub struct OrderArgs {
@@ -21,10 +20,6 @@ pub struct OrderArgs {
     order: String,
     #[command(flatten)]
     time: TimeArgs,
-}
-
-fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
-    Ledger::open(&cli.data_dir, Access::ReadOnly)
 }
 
 /// Columns a person sees in `history`.
@@ -40,28 +35,14 @@ const HISTORY_COLUMNS: &[&str] = &[
 
 pub fn history(cli: &Cli, args: &OrderArgs, out: &mut dyn Write) -> Result<()> {
     let (id, filter) = (params::order_id(&args.order)?, args.time.filter()?);
-    let rows: Vec<Value> = match remote::connect(cli)? {
-        Some(server) => server.rows(
-            &format!("/v1/orders/{}/events", remote::segment(id.as_str())),
-            &args.time.query(),
-        )?,
-        None => {
-            let events = open(cli)?.history(&id, &filter)?;
-            events.iter().map(|e| e.envelope_json()).collect()
-        }
-    };
+    let ask = Ask::History(id, filter, args.time.query());
+    let rows = Backend::of(cli)?.rows(ask)?;
     output::rows(out, cli.format, HISTORY_COLUMNS, &rows)
 }
 
 pub fn state(cli: &Cli, args: &OrderArgs, out: &mut dyn Write) -> Result<()> {
     let (id, filter) = (params::order_id(&args.order)?, args.time.filter()?);
-    let state = match remote::connect(cli)? {
-        Some(server) => server.get(
-            &format!("/v1/orders/{}", remote::segment(id.as_str())),
-            &args.time.query(),
-        )?,
-        None => serde_json::to_value(open(cli)?.state(&id, &filter)?)?,
-    };
+    let state = Backend::of(cli)?.answer(Ask::State(id, filter, args.time.query()))?;
     output::object(out, cli.format, &state)
 }
 
@@ -102,10 +83,7 @@ impl Progress for Bar {
 }
 
 pub fn verify(cli: &Cli, out: &mut dyn Write) -> Result<()> {
-    let report = match remote::connect(cli)? {
-        Some(server) => server.get("/v1/verify", &Vec::new())?,
-        None => serde_json::to_value(open(cli)?.verify(&Bar::new())?)?,
-    };
+    let report = Backend::of(cli)?.answer(Ask::Verify)?;
     output::object(out, cli.format, &report)?;
     match (
         report["first_bad_position"].as_u64(),
@@ -121,9 +99,6 @@ pub fn verify(cli: &Cli, out: &mut dyn Write) -> Result<()> {
 }
 
 pub fn stats(cli: &Cli, out: &mut dyn Write) -> Result<()> {
-    let stats = match remote::connect(cli)? {
-        Some(server) => server.get("/v1/stats", &Vec::new())?,
-        None => serde_json::to_value(open(cli)?.stats()?)?,
-    };
+    let stats = Backend::of(cli)?.answer(Ask::Stats)?;
     output::object(out, cli.format, &stats)
 }

@@ -1,7 +1,7 @@
 //! Whole-ledger commands: query, replay, audit, snapshot, config, rebuild.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,6 +11,7 @@ use ordo::ledger::Ledger;
 use ordo::ledger::params::{self, Naming};
 use ordo::store::Access;
 
+use super::backend::{Ask, Backend};
 use super::read::Bar;
 use super::{Cli, TimeArgs, output, remote};
 
@@ -18,23 +19,15 @@ fn invalid(message: String) -> ordo::Error {
     ordo::Error::InvalidInput(message)
 }
 
-fn open(cli: &Cli) -> Result<Ledger, ordo::Error> {
-    Ledger::open(&cli.data_dir, Access::ReadOnly)
-}
-
-fn open_writer(cli: &Cli) -> Result<Ledger, ordo::Error> {
-    if !ordo::store::Store::exists(&cli.data_dir) {
-        // Maintenance commands never create a ledger.
-        return open(cli);
-    }
-    Ledger::open(&cli.data_dir, Access::ReadWrite)
-}
-
-fn rows<T: serde::Serialize>(items: &[T]) -> Result<Vec<Value>> {
-    Ok(items
-        .iter()
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()?)
+/// The ledger in `dir` as its writer; a maintenance command never creates a ledger (where
+/// there is none, the read-only open says so).
+fn open_writer(dir: &Path) -> Result<Ledger, ordo::Error> {
+    let access = if ordo::store::Store::exists(dir) {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
+    Ledger::open(dir, access)
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,40 +128,38 @@ fn with(time: &TimeArgs, extra: &[(&'static str, Option<String>)]) -> remote::Qu
 }
 
 pub fn query(cli: &Cli, q: &Query, out: &mut dyn Write) -> Result<()> {
-    let server = remote::connect(cli)?;
-    let (columns, found): (&[&str], Vec<Value>) = match q {
+    let (columns, ask) = ask_of(q)?;
+    let found = Backend::of(cli)?.rows(ask)?;
+    output::rows(out, cli.format, columns, &found)
+}
+
+/// The columns and the question of a `query` command.
+fn ask_of(q: &Query) -> Result<(&'static [&'static str], Ask), ordo::Error> {
+    Ok(match q {
         Query::Orders {
             status,
-            customer: c,
+            customer,
             limit,
             time,
         } => {
-            let of = params::order_filter(Naming::Flags, status.as_deref(), c.as_deref(), *limit)?;
-            let filter = time.filter()?;
-            let found = match &server {
-                Some(server) => {
-                    let extra = [
-                        ("status", status.clone()),
-                        ("customer", c.clone()),
-                        ("limit", limit.map(|n| n.to_string())),
-                    ];
-                    server.rows("/v1/query/orders", &with(time, &extra))?
-                }
-                None => rows(&open(cli)?.query_orders(&of, &filter)?)?,
-            };
-            (ORDER_COLUMNS, found)
+            let of = params::order_filter(
+                Naming::Flags,
+                status.as_deref(),
+                customer.as_deref(),
+                *limit,
+            )?;
+            let extra = [
+                ("status", status.clone()),
+                ("customer", customer.clone()),
+                ("limit", limit.map(|n| n.to_string())),
+            ];
+            let ask = Ask::Orders(of, time.filter()?, with(time, &extra));
+            (ORDER_COLUMNS, ask)
         }
-        Query::Customers { customer: c, time } => {
-            let customer = params::customer(Naming::Flags, c.as_deref())?;
-            let filter = time.filter()?;
-            let found = match &server {
-                Some(server) => server.rows(
-                    "/v1/query/customers",
-                    &with(time, &[("customer", c.clone())]),
-                )?,
-                None => rows(&open(cli)?.query_customers(customer.as_ref(), &filter)?)?,
-            };
-            (CUSTOMER_COLUMNS, found)
+        Query::Customers { customer, time } => {
+            let id = params::customer(Naming::Flags, customer.as_deref())?;
+            let query = with(time, &[("customer", customer.clone())]);
+            (CUSTOMER_COLUMNS, Ask::Customers(id, time.filter()?, query))
         }
         Query::Revenue {
             by,
@@ -181,38 +172,22 @@ pub fn query(cli: &Cli, q: &Query, out: &mut dyn Write) -> Result<()> {
                 By::Day => "day",
                 By::Month => "month",
             };
-            let of = params::revenue_filter(
-                Naming::Flags,
-                Some(by),
-                from.as_deref(),
-                to.as_deref(),
-                currency.as_deref(),
-            )?;
-            let filter = time.filter()?;
-            let found = match &server {
-                Some(server) => {
-                    let extra = [
-                        ("by", Some(by.to_owned())),
-                        ("from", from.clone()),
-                        ("to", to.clone()),
-                        ("currency", currency.clone()),
-                    ];
-                    server.rows("/v1/query/revenue", &with(time, &extra))?
-                }
-                None => rows(&open(cli)?.query_revenue(&of, &filter)?)?,
-            };
-            (REVENUE_COLUMNS, found)
+            let (from, to, currency) = (from.as_deref(), to.as_deref(), currency.as_deref());
+            let of = params::revenue_filter(Naming::Flags, Some(by), from, to, currency)?;
+            let extra = [
+                ("by", Some(by.to_owned())),
+                ("from", from.map(str::to_owned)),
+                ("to", to.map(str::to_owned)),
+                ("currency", currency.map(str::to_owned)),
+            ];
+            let ask = Ask::Revenue(of, time.filter()?, with(time, &extra));
+            (REVENUE_COLUMNS, ask)
         }
-        Query::Statuses { time } => {
-            let filter = time.filter()?;
-            let found = match &server {
-                Some(server) => server.rows("/v1/query/statuses", &time.query())?,
-                None => rows(&open(cli)?.query_statuses(&filter)?)?,
-            };
-            (&["status", "count"], found)
-        }
-    };
-    output::rows(out, cli.format, columns, &found)
+        Query::Statuses { time } => (
+            &["status", "count"],
+            Ask::Statuses(time.filter()?, time.query()),
+        ),
+    })
 }
 
 #[derive(Args, Debug)]
@@ -232,14 +207,15 @@ pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         )
         .into());
     }
-    if let Some(server) = remote::connect(cli)? {
-        if args.into.is_some() || matches!(cli.format, output::Format::Ndjson) {
-            return Err(remote::local_only("replay --into or --format ndjson").into());
-        }
-        let summary = server.get("/v1/replay", &args.time.query())?;
+    let backend = Backend::of(cli)?;
+    if args.into.is_none() && !matches!(cli.format, output::Format::Ndjson) {
+        let summary = backend.answer(Ask::Replay(filter, args.time.query()))?;
         return output::object(out, cli.format, &summary);
     }
-    let ledger = open(cli)?;
+    let ledger = Ledger::open(
+        backend.local("replay --into or --format ndjson")?,
+        Access::ReadOnly,
+    )?;
     if let Some(dir) = &args.into {
         let head = ledger.replay_into(&filter, dir, &Bar::new())?;
         let value = json!({
@@ -250,15 +226,11 @@ pub fn replay(cli: &Cli, args: &ReplayArgs, out: &mut dyn Write) -> Result<()> {
         });
         return output::object(out, cli.format, &value);
     }
-    if matches!(cli.format, output::Format::Ndjson) {
-        let r = ledger.replay(&filter, &Bar::new())?;
-        for state in r.book.orders.values() {
-            writeln!(out, "{}", serde_json::to_string(state)?)?;
-        }
-        return Ok(());
+    let r = ledger.replay(&filter, &Bar::new())?;
+    for state in r.book.orders.values() {
+        writeln!(out, "{}", serde_json::to_string(state)?)?;
     }
-    let summary = ledger.replay_summary(&filter, &Bar::new())?.to_json();
-    output::object(out, cli.format, &summary)
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -291,36 +263,27 @@ const AUDIT_COLUMNS: &[&str] = &[
 ];
 
 pub fn audit(cli: &Cli, args: &AuditArgs, out: &mut dyn Write) -> Result<()> {
-    let entries = match (&args.order, &args.actor) {
-        (Some(order), _) => {
-            let id = params::order_id(order)?;
-            let filter = args.time.filter()?;
-            match remote::connect(cli)? {
-                Some(server) => server.rows(
-                    &format!("/v1/orders/{}/audit", remote::segment(id.as_str())),
-                    &args.time.query(),
-                )?,
-                None => open(cli)?.audit(&id, &filter)?,
-            }
-        }
+    let ask = match (&args.order, &args.actor) {
+        (Some(order), _) => Ask::Audit(
+            params::order_id(order)?,
+            args.time.filter()?,
+            args.time.query(),
+        ),
         (None, Some(actor)) => {
             let actor = params::actor(Naming::Flags, actor)?;
             let from = params::time_opt(Naming::Flags, "from", args.from.as_deref())?;
             let to = params::time_opt(Naming::Flags, "to", args.to.as_deref())?;
-            match remote::connect(cli)? {
-                Some(server) => {
-                    let query = [
-                        ("actor", Some(actor.as_str().to_owned())),
-                        ("from", args.from.clone()),
-                        ("to", args.to.clone()),
-                    ];
-                    server.rows("/v1/audit", &with(&TimeArgs::default(), &query))?
-                }
-                None => open(cli)?.audit_actor(&actor, from, to)?,
-            }
+            let query = [
+                ("actor", Some(actor.as_str().to_owned())),
+                ("from", args.from.clone()),
+                ("to", args.to.clone()),
+            ];
+            let query = with(&TimeArgs::default(), &query);
+            Ask::AuditActor(actor, from, to, query)
         }
         (None, None) => unreachable!("clap requires an order or --actor"),
     };
+    let entries = Backend::of(cli)?.rows(ask)?;
     output::rows(out, cli.format, AUDIT_COLUMNS, &entries)?;
     if let Some(bad) = entries.iter().find(|e| e["verified"] == Value::Bool(false)) {
         let position = ordo::domain::Position(bad["position"].as_u64().unwrap_or(0));
@@ -356,29 +319,19 @@ const SNAPSHOT_COLUMNS: &[&str] = &[
 ];
 
 pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
-    if let Some(server) = remote::connect(cli)? {
-        let Snapshot::List = cmd else {
-            return Err(remote::local_only("snapshot create and prune").into());
-        };
-        return output::rows(
-            out,
-            cli.format,
-            SNAPSHOT_COLUMNS,
-            &server.rows("/v1/snapshots", &Vec::new())?,
-        );
-    }
+    let backend = Backend::of(cli)?;
     match cmd {
+        Snapshot::List => {
+            let list = backend.rows(Ask::Snapshots)?;
+            output::rows(out, cli.format, SNAPSHOT_COLUMNS, &list)
+        }
         Snapshot::Create => {
-            let header = open_writer(cli)?.snapshot_create()?;
+            let header = open_writer(backend.local("snapshot create")?)?.snapshot_create()?;
             let info = ordo::ledger::SnapshotInfo::from(header);
             output::object(out, cli.format, &serde_json::to_value(info)?)
         }
-        Snapshot::List => {
-            let list = open(cli)?.snapshots()?;
-            output::rows(out, cli.format, SNAPSHOT_COLUMNS, &rows(&list)?)
-        }
         Snapshot::Prune { keep } => {
-            let deleted = open_writer(cli)?.snapshot_prune(*keep)?;
+            let deleted = open_writer(backend.local("snapshot prune")?)?.snapshot_prune(*keep)?;
             output::object(
                 out,
                 cli.format,
@@ -397,9 +350,7 @@ pub struct ConfigArgs {
 }
 
 pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
-    if cli.server.is_some() {
-        return Err(remote::local_only("config").into());
-    }
+    let dir = Backend::of(cli)?.local("config")?.to_owned();
     match (&args.key, &args.value) {
         (Some(key), _) if key != "snapshot_every" => Err(invalid(format!(
             "unknown setting {key:?}; the settings are: snapshot_every"
@@ -411,14 +362,14 @@ pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
                     "snapshot_every must be a whole number of events (0: never), got {value:?}"
                 ))
             })?;
-            let ledger = open_writer(cli)?;
+            let ledger = open_writer(&dir)?;
             let mut settings = ledger.settings()?;
             settings.snapshot_every_events = every;
             ledger.set_settings(settings)?;
             output::object(out, cli.format, &json!({ "snapshot_every": every }))
         }
         _ => {
-            let settings = open(cli)?.settings()?;
+            let settings = Ledger::open(&dir, Access::ReadOnly)?.settings()?;
             output::object(
                 out,
                 cli.format,
@@ -436,9 +387,8 @@ pub struct RebuildArgs {
 }
 
 pub fn rebuild(cli: &Cli, args: &RebuildArgs, out: &mut dyn Write) -> Result<()> {
-    if cli.server.is_some() {
-        return Err(remote::local_only("rebuild").into());
-    }
-    let report = open_writer(cli)?.rebuild(args.force, Box::new(Bar::new()))?;
+    let backend = Backend::of(cli)?;
+    let ledger = open_writer(backend.local("rebuild")?)?;
+    let report = ledger.rebuild(args.force, Box::new(Bar::new()))?;
     output::object(out, cli.format, &serde_json::to_value(report)?)
 }

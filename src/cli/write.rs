@@ -12,13 +12,13 @@ use ordo::Error;
 use ordo::domain::Position;
 use ordo::generate::GenerateOptions;
 use ordo::ledger::params::{self, Naming};
-use ordo::ledger::{
-    self, BATCH_EVENTS_MAX, BatchResult, ImportOptions, LINE_BYTES_MAX, Ledger, Lines,
-};
+use ordo::ledger::{self, BATCH_EVENTS_MAX, ImportOptions, LINE_BYTES_MAX, Ledger, Lines};
 use ordo::store::Access;
 
+use super::backend::{Ask, Backend};
 use super::read::Bar;
-use super::{Cli, output, remote};
+use super::remote::Remote;
+use super::{Cli, output};
 
 #[derive(Args, Debug)]
 pub struct AppendArgs {
@@ -196,40 +196,14 @@ fn read_batch(source: &str) -> Result<Vec<(u64, ledger::NewEvent, Value)>, Error
 
 pub fn append(cli: &Cli, args: &AppendArgs, out: &mut dyn Write) -> Result<()> {
     // Parse everything before opening (and so creating) the ledger.
-    let result = match &args.file {
-        Some(source) => {
-            let events = read_batch(source)?;
-            match remote::connect(cli)? {
-                Some(server) => {
-                    let batch: Vec<Value> = events.into_iter().map(|(_, _, json)| json).collect();
-                    let mut answer = server.post_json("/v1/events", &Value::Array(batch))?;
-                    // The batch result of product.md section 6; per-event results are the
-                    // server's addition.
-                    if let Some(fields) = answer.as_object_mut() {
-                        fields.remove("results");
-                    }
-                    answer
-                }
-                None => {
-                    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
-                    let events = events.into_iter().map(|(line, e, _)| (line, e)).collect();
-                    let mut result = BatchResult::default();
-                    result.add(&ledger.append_batch(events)?);
-                    serde_json::to_value(result)?
-                }
-            }
-        }
+    let ask = match &args.file {
+        Some(source) => Ask::AppendBatch(read_batch(source)?),
         None => {
             let (event, json) = event_from_flags(args)?;
-            match remote::connect(cli)? {
-                Some(server) => server.post_json("/v1/events", &json)?,
-                None => {
-                    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
-                    serde_json::to_value(ledger.append(event)?)?
-                }
-            }
+            Ask::Append(Box::new(event), json)
         }
     };
+    let result = Backend::of(cli)?.answer(ask)?;
     output::object(out, cli.format, &result)
 }
 
@@ -242,20 +216,11 @@ fn spool_stdin() -> Result<tempfile::NamedTempFile, Error> {
 }
 
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
-    if let Some(server) = remote::connect(cli)? {
-        // The server spools the body and imports it like a local import: validated first.
-        let query = vec![
-            ("preserve", args.preserve.to_string()),
-            ("batch_events", args.batch_events.to_string()),
-        ];
-        let result = if args.input == "-" {
-            server.post_stream("/v1/import", &query, &mut std::io::stdin().lock())?
-        } else {
-            let mut file = File::open(&args.input).map_err(|e| Error::io(&args.input, e))?;
-            server.post_stream("/v1/import", &query, &mut file)?
-        };
-        return output::object(out, cli.format, &result);
-    }
+    let dir = match Backend::of(cli)? {
+        Backend::Local(dir) => dir,
+        Backend::Remote(server) => return import_remote(&server, args, out, cli.format),
+    };
+
     let spooled = if args.input == "-" {
         Some(spool_stdin()?)
     } else {
@@ -274,9 +239,30 @@ pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
         batch_events: args.batch_events,
         ..ImportOptions::default()
     };
-    let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+    let ledger = Ledger::open(&dir, Access::ReadWrite)?;
     let result = ledger::import(&ledger, path, &options, &Bar::new())?;
     output::object(out, cli.format, &serde_json::to_value(result)?)
+}
+
+/// `import` through a server, which spools the body and imports it like a local import:
+/// validated first.
+fn import_remote(
+    server: &Remote,
+    args: &ImportArgs,
+    out: &mut dyn Write,
+    format: output::Format,
+) -> Result<()> {
+    let query = vec![
+        ("preserve", args.preserve.to_string()),
+        ("batch_events", args.batch_events.to_string()),
+    ];
+    let result = if args.input == "-" {
+        server.post_stream("/v1/import", &query, &mut std::io::stdin().lock())?
+    } else {
+        let mut file = File::open(&args.input).map_err(|e| Error::io(&args.input, e))?;
+        server.post_stream("/v1/import", &query, &mut file)?
+    };
+    output::object(out, format, &result)
 }
 
 pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
@@ -286,10 +272,11 @@ pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
         .map(|t| params::time(Naming::Flags, "as_of", t))
         .transpose()?;
     let mut buffered = BufWriter::new(out);
-    if let Some(server) = remote::connect(cli)? {
-        return export_remote(&server, args, &mut buffered);
-    }
-    let ledger = Ledger::open(&cli.data_dir, Access::ReadOnly)?;
+    let dir = match Backend::of(cli)? {
+        Backend::Local(dir) => dir,
+        Backend::Remote(server) => return export_remote(&server, args, &mut buffered),
+    };
+    let ledger = Ledger::open(&dir, Access::ReadOnly)?;
     ledger::export(
         &ledger,
         Position(args.from_position),
@@ -302,7 +289,7 @@ pub fn export(cli: &Cli, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
 
 /// `export` through a server: pages of the log, each starting after the last position of
 /// the previous one, until a short page.
-fn export_remote(server: &remote::Remote, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
+fn export_remote(server: &Remote, args: &ExportArgs, out: &mut dyn Write) -> Result<()> {
     const PAGE: usize = ordo::server::PAGE_EVENTS_MAX;
     let mut from = args.from_position.max(1);
     loop {
