@@ -75,13 +75,39 @@ impl Builder<'_> {
     }
 }
 
-/// The life cycle of one order, as (occurred_at micros, input event) in stream order.
+/// A cart line: sku, quantity, unit price.
+type Line = (String, i64, i64);
+
+/// The life cycle of one order, as (occurred_at micros, input event) in stream order: a
+/// cart placed, maybe changed, then paid, shipped and delivered, each step with a chance
+/// of the order stopping there (cancelled, unpaid, in transit) or turning back (returned,
+/// refunded). The draws from `rng` are in a fixed order: a seed gives one workload.
 fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> Vec<(i64, Value)> {
     let currency = CURRENCIES[rng.random_range(0..CURRENCIES.len())];
-    let mut lines: Vec<(String, i64, i64)> = Vec::new();
+    let mut lines = cart(rng);
+    let mut b = Builder {
+        order_id: format!("ORD-{n:08}"),
+        at: placed_at,
+        events: Vec::new(),
+        rng,
+    };
+    b.place(n, customers, currency, &lines);
+    b.at = placed_at;
+    b.change_cart(n, &mut lines);
+    let total: i64 = lines.iter().map(|l| l.1 * l.2).sum();
+    b.note("Customer asked for gift wrapping.");
+    if b.pay(n, total) {
+        b.fulfil(n, total);
+    }
+    b.events
+}
+
+/// One to four lines; now and then a free item (a gift); the first line always costs
+/// something.
+fn cart(rng: &mut ChaCha8Rng) -> Vec<Line> {
+    let mut lines = Vec::new();
     for i in 0..rng.random_range(1..=4) {
         let sku = format!("SKU-{:04}", rng.random_range(0..500) * 4 + i);
-        // Now and then a free item (a gift); the first line always costs something.
         let price = if i > 0 && rng.random_bool(0.03) {
             0
         } else {
@@ -89,140 +115,116 @@ fn order_life(rng: &mut ChaCha8Rng, n: u64, customers: u64, placed_at: i64) -> V
         };
         lines.push((sku, rng.random_range(1..=3), price));
     }
-    let mut b = Builder {
-        order_id: format!("ORD-{n:08}"),
-        at: placed_at,
-        events: Vec::new(),
-        rng,
-    };
-    let line_json =
-        |l: &(String, i64, i64)| json!({"sku": l.0, "quantity": l.1, "unit_price": l.2});
-    let customer = format!("CUST-{:06}", b.rng.random_range(0..customers));
-    let mut placed = json!({"customer_id": customer, "currency": currency,
-        "lines": lines.iter().map(line_json).collect::<Vec<_>>()});
-    if b.rng.random_bool(0.85) {
-        placed["shipping_address"] = json!(format!("{} Market Street, Springfield", n % 997 + 1));
-    }
-    b.push((0, 0), "order_placed", "web", placed);
-    b.at = placed_at;
-    if b.rng.random_bool(0.25) {
-        let sku = format!("SKU-{:04}", 2000 + n % 100);
-        let (q, p) = (b.rng.random_range(1..=2), b.rng.random_range(499..=9_999));
-        b.push(
-            (1, 30),
-            "item_added",
-            "web",
-            json!({"sku": sku, "quantity": q, "unit_price": p}),
-        );
-        lines.push((sku, q, p));
-    }
-    if b.rng.random_bool(0.15) {
-        let q = lines[0].1 + 1;
-        lines[0].1 = q;
-        b.push(
-            (1, 30),
-            "quantity_changed",
-            "web",
-            json!({"sku": lines[0].0, "quantity": q}),
-        );
-    }
-    if lines.len() > 1 && b.rng.random_bool(0.1) {
-        let removed = lines.pop().map(|l| l.0).unwrap_or_default();
-        b.push((1, 30), "item_removed", "web", json!({"sku": removed}));
-    }
-    if b.rng.random_bool(0.05) {
-        b.push(
-            (1, 60),
-            "shipping_address_changed",
-            "support:alice",
-            json!({"shipping_address": format!("{} Harbour Road, Shelbyville", n % 661 + 1)}),
-        );
-    }
-    let total: i64 = lines.iter().map(|l| l.1 * l.2).sum();
-    let note = |b: &mut Builder<'_>, text: &str| {
-        if b.rng.random_bool(0.1) {
-            b.push((5, 600), "note_added", "support:bob", json!({"text": text}));
+    lines
+}
+
+impl Builder<'_> {
+    /// `order_placed` with `lines`, usually with a shipping address.
+    fn place(&mut self, n: u64, customers: u64, currency: &str, lines: &[Line]) {
+        let line_json = |l: &Line| json!({"sku": l.0, "quantity": l.1, "unit_price": l.2});
+        let customer = format!("CUST-{:06}", self.rng.random_range(0..customers));
+        let mut placed = json!({"customer_id": customer, "currency": currency,
+            "lines": lines.iter().map(line_json).collect::<Vec<_>>()});
+        if self.rng.random_bool(0.85) {
+            placed["shipping_address"] =
+                json!(format!("{} Market Street, Springfield", n % 997 + 1));
         }
-    };
-    note(&mut b, "Customer asked for gift wrapping.");
-    if total == 0 || b.rng.random_bool(0.06) {
-        if total > 0 && b.rng.random_bool(0.5) {
-            b.push(
-                (5, 2_000),
-                "order_cancelled",
-                "web",
-                json!({"reason": "customer changed their mind"}),
+        self.push((0, 0), "order_placed", "web", placed);
+    }
+
+    /// Changes before payment: an item added, a quantity changed, an item removed, the
+    /// address changed; `lines` follows them.
+    fn change_cart(&mut self, n: u64, lines: &mut Vec<Line>) {
+        if self.rng.random_bool(0.25) {
+            let sku = format!("SKU-{:04}", 2000 + n % 100);
+            let (q, p) = (
+                self.rng.random_range(1..=2),
+                self.rng.random_range(499..=9_999),
             );
+            let data = json!({"sku": sku, "quantity": q, "unit_price": p});
+            self.push((1, 30), "item_added", "web", data);
+            lines.push((sku, q, p));
         }
-        return b.events; // cancelled, or left open and unpaid
-    }
-    if b.rng.random_bool(0.15) && total > 1 {
-        let first = b.rng.random_range(1..total);
-        b.push(
-            (5, 120),
-            "payment_captured",
-            "payments-svc",
-            json!({"payment_id": format!("PAY-{n}-1"), "amount": first}),
-        );
-        if b.rng.random_bool(0.3) {
-            return b.events; // still partly paid
+        if self.rng.random_bool(0.15) {
+            let q = lines[0].1 + 1;
+            lines[0].1 = q;
+            let data = json!({"sku": lines[0].0, "quantity": q});
+            self.push((1, 30), "quantity_changed", "web", data);
         }
-        b.push(
-            (60, 4_000),
-            "payment_captured",
-            "payments-svc",
-            json!({"payment_id": format!("PAY-{n}-2"), "amount": total - first}),
-        );
-    } else {
-        b.push(
-            (5, 120),
-            "payment_captured",
-            "payments-svc",
-            json!({"payment_id": format!("PAY-{n}"), "amount": total}),
-        );
+        if lines.len() > 1 && self.rng.random_bool(0.1) {
+            let removed = lines.pop().map(|l| l.0).unwrap_or_default();
+            self.push((1, 30), "item_removed", "web", json!({"sku": removed}));
+        }
+        if self.rng.random_bool(0.05) {
+            let address = format!("{} Harbour Road, Shelbyville", n % 661 + 1);
+            let data = json!({"shipping_address": address});
+            self.push((1, 60), "shipping_address_changed", "support:alice", data);
+        }
     }
-    if b.rng.random_bool(0.04) {
-        b.push(
-            (30, 1_440),
-            "order_cancelled",
-            "support:alice",
-            json!({"reason": "out of stock"}),
-        );
-        b.push(
-            (10, 600),
-            "payment_refunded",
-            "payments-svc",
-            json!({"refund_id": format!("REF-{n}"), "amount": total, "reason": "order cancelled"}),
-        );
-        return b.events;
+
+    /// Sometimes a support note.
+    fn note(&mut self, text: &str) {
+        if self.rng.random_bool(0.1) {
+            self.push((5, 600), "note_added", "support:bob", json!({"text": text}));
+        }
     }
-    if b.rng.random_bool(0.05) {
-        return b.events; // paid, waiting to ship
+
+    /// Payment of `total`, in one or two captures; false when the order's life ends here
+    /// (cancelled, unpaid or partly paid, cancelled and refunded, paid and waiting).
+    fn pay(&mut self, n: u64, total: i64) -> bool {
+        if total == 0 || self.rng.random_bool(0.06) {
+            if total > 0 && self.rng.random_bool(0.5) {
+                let data = json!({"reason": "customer changed their mind"});
+                self.push((5, 2_000), "order_cancelled", "web", data);
+            }
+            return false; // cancelled, or left open and unpaid
+        }
+        let capture = |b: &mut Self, minutes, id: String, amount: i64| {
+            let data = json!({"payment_id": id, "amount": amount});
+            b.push(minutes, "payment_captured", "payments-svc", data);
+        };
+        if self.rng.random_bool(0.15) && total > 1 {
+            let first = self.rng.random_range(1..total);
+            capture(self, (5, 120), format!("PAY-{n}-1"), first);
+            if self.rng.random_bool(0.3) {
+                return false; // still partly paid
+            }
+            capture(self, (60, 4_000), format!("PAY-{n}-2"), total - first);
+        } else {
+            capture(self, (5, 120), format!("PAY-{n}"), total);
+        }
+        if self.rng.random_bool(0.04) {
+            let data = json!({"reason": "out of stock"});
+            self.push((30, 1_440), "order_cancelled", "support:alice", data);
+            let data = json!({"refund_id": format!("REF-{n}"), "amount": total, "reason": "order cancelled"});
+            self.push((10, 600), "payment_refunded", "payments-svc", data);
+            return false;
+        }
+        // Else paid; sometimes still waiting to ship.
+        !self.rng.random_bool(0.05)
     }
-    let carrier = CARRIERS[b.rng.random_range(0..CARRIERS.len())];
-    b.push((600, 4_000), "order_shipped", "warehouse", json!({"shipment_id": format!("SHP-{n}"), "carrier": carrier, "tracking_number": format!("TRK{:010}", n * 7919 % 10_000_000_000)}));
-    note(&mut b, "Carrier reported a delay.");
-    if b.rng.random_bool(0.05) {
-        return b.events; // in transit
+
+    /// Shipping and delivery, then now and then a return or a goodwill refund.
+    fn fulfil(&mut self, n: u64, total: i64) {
+        let carrier = CARRIERS[self.rng.random_range(0..CARRIERS.len())];
+        let tracking = format!("TRK{:010}", n * 7919 % 10_000_000_000);
+        let data = json!({"shipment_id": format!("SHP-{n}"), "carrier": carrier, "tracking_number": tracking});
+        self.push((600, 4_000), "order_shipped", "warehouse", data);
+        self.note("Carrier reported a delay.");
+        if self.rng.random_bool(0.05) {
+            return; // in transit
+        }
+        self.push((1_000, 7_000), "order_delivered", "carrier-bot", json!({}));
+        if self.rng.random_bool(0.05) {
+            let data = json!({"reason": "damaged in transit"});
+            self.push((2_000, 20_000), "order_returned", "support:bob", data);
+            let data = json!({"refund_id": format!("REF-{n}"), "amount": total});
+            self.push((60, 2_000), "payment_refunded", "payments-svc", data);
+        } else if self.rng.random_bool(0.03) {
+            let data = json!({"refund_id": format!("REF-{n}"), "amount": (total + 9) / 10, "reason": "goodwill"});
+            self.push((500, 10_000), "payment_refunded", "support:alice", data);
+        }
     }
-    b.push((1_000, 7_000), "order_delivered", "carrier-bot", json!({}));
-    if b.rng.random_bool(0.05) {
-        b.push(
-            (2_000, 20_000),
-            "order_returned",
-            "support:bob",
-            json!({"reason": "damaged in transit"}),
-        );
-        b.push(
-            (60, 2_000),
-            "payment_refunded",
-            "payments-svc",
-            json!({"refund_id": format!("REF-{n}"), "amount": total}),
-        );
-    } else if b.rng.random_bool(0.03) {
-        b.push((500, 10_000), "payment_refunded", "support:alice", json!({"refund_id": format!("REF-{n}"), "amount": (total + 9) / 10, "reason": "goodwill"}));
-    }
-    b.events
 }
 
 /// Writes the workload to `out`; returns the number of events written.

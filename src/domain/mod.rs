@@ -6,6 +6,7 @@
 
 mod event;
 mod filter;
+mod hash;
 mod ids;
 mod money;
 mod rules;
@@ -14,12 +15,13 @@ mod text;
 mod time;
 
 pub use event::{
-    Address, Event, EventData, EventType, FieldError, Hash, ItemAdded, ItemRemoved, Label, Line,
+    Address, Event, EventData, EventType, FieldError, ItemAdded, ItemRemoved, Label, Line,
     NoteAdded, ORDER_LINES_MAX, OrderCancelled, OrderDelivered, OrderPlaced, OrderReturned,
     OrderShipped, PaymentCaptured, PaymentRefunded, QuantityChanged, Reason, SCHEMA_VERSION,
     ShippingAddressChanged,
 };
 pub use filter::Filter;
+pub use hash::Hash;
 pub use ids::{
     Actor, CustomerId, EventId, IDENTIFIER_CHARS_MAX, OrderId, PaymentId, Position, RefundId,
     ShipmentId, Sku, Version,

@@ -31,51 +31,50 @@ pub fn decide(
     state: Option<&OrderState>,
     data: &EventData,
 ) -> Result<(), Rejection> {
-    let reject = |reason: String| {
-        Err(Rejection {
-            order_id: order_id.clone(),
-            reason,
-        })
-    };
     let event_type = data.event_type();
-    let s = match (state, data) {
+    let reason = match (state, data) {
         (None, EventData::OrderPlaced(_)) => return Ok(()),
         (Some(_), EventData::OrderPlaced(_)) => {
-            return reject("cannot place the order: it already exists".to_owned());
+            "cannot place the order: it already exists".to_owned()
         }
-        (None, _) => {
-            return reject(format!(
-                "cannot apply {event_type}: the order does not exist"
-            ));
-        }
-        (Some(s), _) => s,
+        (None, _) => format!("cannot apply {event_type}: the order does not exist"),
+        (Some(s), _) => match decide_on(s, data) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        },
     };
+    Err(Rejection {
+        order_id: order_id.clone(),
+        reason,
+    })
+}
+
+/// The rules for an event (not a placement) of an existing order in state `s`: the reason
+/// when it is refused.
+fn decide_on(s: &OrderState, data: &EventData) -> Result<(), String> {
+    let event_type = data.event_type();
     let status_is = |allowed: &[Status], what: &str| {
         if allowed.contains(&s.status) {
-            Ok(())
-        } else {
-            let names: Vec<&str> = allowed.iter().map(|a| a.as_str()).collect();
-            reject(format!(
-                "cannot apply {event_type}: status is {}; {what} only when {}",
-                s.status.as_str(),
-                names.join(" or ")
-            ))
+            return Ok(());
         }
+        let names: Vec<&str> = allowed.iter().map(|a| a.as_str()).collect();
+        Err(format!(
+            "cannot apply {event_type}: status is {}; {what} only when {}",
+            s.status.as_str(),
+            names.join(" or ")
+        ))
     };
     match data {
-        EventData::OrderPlaced(_) => unreachable!("handled above"),
+        EventData::OrderPlaced(_) => unreachable!("`decide` answers placements"),
         EventData::ItemAdded(_) | EventData::ItemRemoved(_) | EventData::QuantityChanged(_) => {
             status_is(&[Status::Placed], "lines can change")?;
             if s.paid != Amount::ZERO {
-                return reject(format!(
+                return Err(format!(
                     "cannot apply {event_type}: {} is already paid; lines can change only before any payment",
                     s.paid
                 ));
             }
-            decide_lines(s, data).map_err(|reason| Rejection {
-                order_id: order_id.clone(),
-                reason: format!("cannot apply {event_type}: {reason}"),
-            })
+            decide_lines(s, data).map_err(|reason| format!("cannot apply {event_type}: {reason}"))
         }
         EventData::ShippingAddressChanged(_) => {
             status_is(&[Status::Placed, Status::Paid], "the address can change")
@@ -84,7 +83,7 @@ pub fn decide(
             status_is(&[Status::Placed], "a payment can be captured")?;
             let open = s.total.checked_sub(s.paid).unwrap_or(Amount::ZERO);
             if p.amount > open {
-                return reject(format!(
+                return Err(format!(
                     "cannot capture {}: only {open} of the total {} is unpaid",
                     p.amount, s.total
                 ));
@@ -94,7 +93,7 @@ pub fn decide(
         EventData::PaymentRefunded(r) => {
             let refundable = s.paid.checked_sub(s.refunded).unwrap_or(Amount::ZERO);
             if r.amount > refundable {
-                return reject(format!(
+                return Err(format!(
                     "cannot refund {}: only {refundable} of the {} paid is not yet refunded",
                     r.amount, s.paid
                 ));

@@ -136,68 +136,74 @@ async fn append(
     let body = body.map_err(body_error)?;
     let value: Value = ledger::json::parse_value_bytes(&body)
         .map_err(|e| ApiError::invalid(format!("the request body is not valid JSON ({e})")))?;
+    match value {
+        Value::Object(_) => append_one(&app, value).await,
+        Value::Array(items) => append_batch(&app, items).await,
+        _ => Err(ApiError::invalid(
+            "the request body must be an event object or an array of events",
+        )),
+    }
+}
+
+/// `POST /v1/events` of one event object.
+async fn append_one(app: &Arc<App>, value: Value) -> Reply {
     let started = Instant::now();
-    let reply = match value {
-        Value::Object(_) => {
-            let event = ledger::parse_event_value(value)?;
-            let result = blocking(&app, move |l| l.append(event)).await;
-            app.metrics.append(
-                started.elapsed().as_secs_f64(),
-                result.as_ref().map_or(0, |r| u64::from(!r.duplicate)),
-            );
-            let result = result?;
-            let status = if result.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            json_reply(status, to_json(result)?)
-        }
-        Value::Array(items) => {
-            if items.len() > BATCH_EVENTS_MAX {
-                return Err(ApiError::too_large(format!(
-                    "a batch holds at most {BATCH_EVENTS_MAX} events, this one has {}; use POST /v1/import",
-                    items.len()
-                )));
-            }
-            if items.is_empty() {
-                return Err(ApiError::invalid("the batch holds no events"));
-            }
-            // "line N" in messages is the Nth element of the array.
-            let events = items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let line = i as u64 + 1;
-                    ledger::parse_event_value(item)
-                        .map(|e| (line, e))
-                        .map_err(|e| e.at_line(line))
-                })
-                .collect::<crate::Result<Vec<_>>>()?;
-            let results = blocking(&app, move |l| l.append_batch(events)).await;
-            let mut batch = BatchResult::default();
-            if let Ok(results) = &results {
-                batch.add(results);
-            }
-            app.metrics
-                .append(started.elapsed().as_secs_f64(), batch.appended);
-            let results = results?;
-            let status = if batch.appended == 0 {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            let mut value = to_json(&batch)?;
-            value["results"] = to_json(&results)?;
-            json_reply(status, value)
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "the request body must be an event object or an array of events",
-            ));
-        }
+    let event = ledger::parse_event_value(value)?;
+    let result = blocking(app, move |l| l.append(event)).await;
+    app.metrics.append(
+        started.elapsed().as_secs_f64(),
+        result.as_ref().map_or(0, |r| u64::from(!r.duplicate)),
+    );
+    let result = result?;
+    let status = if result.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
-    Ok(reply)
+    Ok(json_reply(status, to_json(result)?))
+}
+
+/// `POST /v1/events` of an array of events, appended atomically.
+async fn append_batch(app: &Arc<App>, items: Vec<Value>) -> Reply {
+    let started = Instant::now();
+    // Checked before parsing, for the HTTP status (413) and so that an oversized batch is
+    // not parsed first; the sequencer enforces the same limit for every caller.
+    if items.len() > BATCH_EVENTS_MAX {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {BATCH_EVENTS_MAX} events, this one has {}; use POST /v1/import",
+            items.len()
+        )));
+    }
+    if items.is_empty() {
+        return Err(ApiError::invalid("the batch holds no events"));
+    }
+    // "line N" in messages is the Nth element of the array.
+    let events = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let line = i as u64 + 1;
+            ledger::parse_event_value(item)
+                .map(|e| (line, e))
+                .map_err(|e| e.at_line(line))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let results = blocking(app, move |l| l.append_batch(events)).await;
+    let mut batch = BatchResult::default();
+    if let Ok(results) = &results {
+        batch.add(results);
+    }
+    app.metrics
+        .append(started.elapsed().as_secs_f64(), batch.appended);
+    let results = results?;
+    let status = if batch.appended == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut value = to_json(&batch)?;
+    value["results"] = to_json(&results)?;
+    Ok(json_reply(status, value))
 }
 
 /// `POST /v1/import?preserve=true&batch_events=N`: an NDJSON body of any size, spooled to a

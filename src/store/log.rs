@@ -200,6 +200,24 @@ impl Store {
                 "the head hash is the last event's"
             );
         }
+        let batch = self.commit_batch(commit);
+        let fault = self
+            .fault
+            .swap(Fault::None as u8, std::sync::atomic::Ordering::SeqCst);
+        if fault == Fault::BeforeWrite as u8 {
+            return Err(Error::Storage("injected fault before the write".to_owned()));
+        }
+        self.write(batch, durability)?;
+        if fault == Fault::AfterWrite as u8 {
+            return Err(Error::Storage(
+                "injected fault after the write (the batch reached the disk)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `WriteBatch` of `commit`.
+    fn commit_batch(&self, commit: &Commit<'_>) -> WriteBatch {
         let (events, index, ids, states, meta) = (
             self.cf(CF_EVENTS),
             self.cf(CF_ORDER_INDEX),
@@ -253,19 +271,7 @@ impl Store {
             }
         }
         batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&commit.head));
-        let fault = self
-            .fault
-            .swap(Fault::None as u8, std::sync::atomic::Ordering::SeqCst);
-        if fault == Fault::BeforeWrite as u8 {
-            return Err(Error::Storage("injected fault before the write".to_owned()));
-        }
-        self.write(batch, durability)?;
-        if fault == Fault::AfterWrite as u8 {
-            return Err(Error::Storage(
-                "injected fault after the write (the batch reached the disk)".to_owned(),
-            ));
-        }
-        Ok(())
+        batch
     }
 
     /// Every order's current state, in order-id order.
