@@ -8,7 +8,7 @@ mod read;
 mod recover;
 mod remote;
 mod serve;
-mod views;
+mod whole_ledger;
 mod write;
 
 use std::path::PathBuf;
@@ -72,19 +72,19 @@ enum Command {
     Stats,
     /// Query the projections, now or at a point in time.
     #[command(subcommand)]
-    Query(views::Query),
+    Query(whole_ledger::Query),
     /// The whole ledger as it was at a point: a summary, every order (--format ndjson), or a
     /// copy (--into DIR).
-    Replay(views::ReplayArgs),
+    Replay(whole_ledger::ReplayArgs),
     /// An order's timeline with the state after each event, or everything an actor recorded.
-    Audit(views::AuditArgs),
+    Audit(whole_ledger::AuditArgs),
     /// Create, list and prune snapshots of the projections.
     #[command(subcommand)]
-    Snapshot(views::Snapshot),
+    Snapshot(whole_ledger::Snapshot),
     /// Show or change a ledger setting (snapshot_every).
-    Config(views::ConfigArgs),
+    Config(whole_ledger::ConfigArgs),
     /// Rebuild every projection from the log, compare by digest, swap atomically.
-    Rebuild(views::RebuildArgs),
+    Rebuild(whole_ledger::RebuildArgs),
     /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
     Serve(serve::ServeArgs),
     /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
@@ -152,12 +152,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::State(args) => read::state(cli, args, out),
         Command::Verify => read::verify(cli, out),
         Command::Stats => read::stats(cli, out),
-        Command::Query(q) => views::query(cli, q, out),
-        Command::Replay(args) => views::replay(cli, args, out),
-        Command::Audit(args) => views::audit(cli, args, out),
-        Command::Snapshot(cmd) => views::snapshot(cli, cmd, out),
-        Command::Config(args) => views::config(cli, args, out),
-        Command::Rebuild(args) => views::rebuild(cli, args, out),
+        Command::Query(q) => whole_ledger::query(cli, q, out),
+        Command::Replay(args) => whole_ledger::replay(cli, args, out),
+        Command::Audit(args) => whole_ledger::audit(cli, args, out),
+        Command::Snapshot(cmd) => whole_ledger::snapshot(cli, cmd, out),
+        Command::Config(args) => whole_ledger::config(cli, args, out),
+        Command::Rebuild(args) => whole_ledger::rebuild(cli, args, out),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Recover(args) => recover::recover(cli, args, out),
         Command::Completions { shell } => {

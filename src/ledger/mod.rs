@@ -7,7 +7,7 @@ mod input;
 pub mod json;
 pub mod params;
 mod verify;
-mod views;
+mod whole_ledger;
 mod write;
 
 use std::path::Path;
@@ -21,7 +21,7 @@ pub use input::{
     parse_event_value,
 };
 pub use verify::VerifyReport;
-pub use views::{RebuildReport, SnapshotInfo};
+pub use whole_ledger::{RebuildReport, SnapshotInfo};
 pub use write::stage::AppendResult;
 pub use write::{BATCH_EVENTS_MAX, COMMIT_EVENTS_MAX, Sequencer, WriterStats};
 
