@@ -301,7 +301,7 @@ pub struct Book {
     pub orders: Orders,
     /// Per-customer totals, unordered (`customers_in_order` sorts them). A fold looks a
     /// customer up for most events: in a `BTreeMap` the string comparisons of that search
-    /// were 12% of a rebuild (perf, 1M events, 54,000 customers).
+    /// were a large share of a rebuild's profile (docs/benchmarks.md).
     pub customers: HashMap<CustomerKey, CustomerRow>,
     /// Revenue by day.
     pub revenue: BTreeMap<RevenueKey, RevenueRow>,

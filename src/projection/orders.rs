@@ -3,8 +3,7 @@
 //!
 //! A fold looks its event's order up once per event. In a `BTreeMap` of 220,000 orders that
 //! search was the largest single cost of a rebuild after decoding (string comparisons, one
-//! per level: `memcmp` and `Ord::cmp` were 12% of the samples of `ordo rebuild` on a 1M
-//! ledger). Here the lookup is a hash, and the entries sit in a vector in the order they were
+//! per level: `memcmp` and `Ord::cmp`). Here the lookup is a hash, and the entries sit in a vector in the order they were
 //! first seen. Ids are usually handed out in increasing order, so that order is already the id
 //! order and a walk costs nothing more; otherwise a walk sorts references to the entries first
 //! (what the `BTreeMap` paid on every insert, paid once).

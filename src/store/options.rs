@@ -27,8 +27,8 @@ pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
     let mut opts = Options::default();
     // Every append looks up its event id (almost never stored yet) and its order's state
     // (absent for a new order) while the memtable holds the most recent writes: without a
-    // filter, each miss searches the memtable's skip list, cache miss by cache miss (in a
-    // profile of `ordo import`, 10% of the writer thread for event ids alone).
+    // filter, each miss searches the memtable's skip list, cache miss by cache miss (a
+    // large share of the writer thread in a profile of `ordo import`).
     if matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
         opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         opts.set_memtable_whole_key_filtering(true);
