@@ -5,7 +5,7 @@
 //! The codemap is in `docs/ARCHITECTURE.md`; the CLI contract in `shared/product.md`.
 //!
 //! - [`domain`]: event types, order state, the rules and the fold. No I/O.
-//! - [`format`]: every byte the ledger stores: keys, the record codec, the hash chain, the
+//! - [`format`](mod@format): every byte the ledger stores: keys, the record codec, the hash chain, the
 //!   projection digest. No RocksDB.
 //! - [`store`]: RocksDB: the log, the projection rows and snapshots as bytes. The only I/O
 //!   on the ledger.
