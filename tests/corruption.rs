@@ -23,6 +23,7 @@ use common::{PLACED, TestLedger, copy_ledger, ordo_at};
 use ordo::domain::{EventData, EventType, OrderId};
 use ordo::ledger::{Ledger, NewEvent};
 use ordo::store::Access;
+use serde_json::json;
 
 /// Flips one byte of `file` at `offset`.
 fn flip(file: &Path, offset: u64) {
@@ -253,8 +254,8 @@ fn one_flipped_byte_in_any_file_fails_loudly_or_changes_nothing() {
 }
 
 /// Appends `n` orders `PREFIX-i`, each in its own commit, in one process that closes
-/// without flushing: the events stay in the write-ahead log only, as after a SIGKILL (every
-/// new writer process would first flush what it recovered from the log into a table).
+/// without flushing (its log is small): the events stay in the write-ahead log only, as
+/// after a SIGKILL.
 fn append_separately(dir: &Path, prefix: &str, n: usize) {
     let ledger = Ledger::open(dir, Access::ReadWrite).expect("open");
     for i in 0..n {
@@ -373,7 +374,44 @@ fn a_log_cut_short_by_a_crash_still_opens_with_every_whole_record() {
     assert_eq!(verify["ok"], true);
     // The last commit was torn; the 15 before it are whole.
     assert_eq!(verify["events"], 15);
+    // The writer that opens next retires the torn log (a writer keeps whole logs it
+    // recovered, never a torn one): were it kept, the records of later logs would make its
+    // tear look like damage at the open after.
     l.append("AFTER", "order_placed", PLACED);
+    l.append("LATER", "order_placed", PLACED);
+    let verify = l.json(&["verify"]);
+    assert_eq!(
+        (&verify["ok"], &verify["events"]),
+        (&json!(true), &json!(17))
+    );
+}
+
+/// A writer keeps the logs it recovered instead of flushing them into new tables at every
+/// open: separate `ordo append` processes add no table each, and everything they
+/// acknowledged is there, until a close with many logs flushes them.
+#[test]
+fn separate_appends_keep_their_logs_and_lose_nothing() {
+    let l = TestLedger::new();
+    l.append("FIRST", "order_placed", PLACED);
+    let tables = files(&l.dir(), |n| n.ends_with(".sst")).len();
+    for i in 0..8 {
+        l.append(&format!("ORD-{i}"), "order_placed", PLACED);
+    }
+    assert_eq!(files(&l.dir(), |n| n.ends_with(".sst")).len(), tables);
+    assert!(files(&l.dir(), |n| n.ends_with(".log")).len() > 1);
+    for i in 8..40 {
+        l.append(&format!("ORD-{i}"), "order_placed", PLACED);
+    }
+    let logs = files(&l.dir(), |n| n.ends_with(".log")).len();
+    assert!(
+        logs <= ordo::store::FLUSH_ON_CLOSE_LOGS_MAX + 1,
+        "a close with many logs flushes them: {logs} logs"
+    );
+    let verify = l.json(&["verify"]);
+    assert_eq!(
+        (&verify["ok"], &verify["events"]),
+        (&json!(true), &json!(41))
+    );
 }
 
 /// The limit of the check, pinned: a flipped byte in the newest log's last record looks

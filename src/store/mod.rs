@@ -39,6 +39,7 @@ pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 pub use snapshot::{Projections, Replacement, RowDecoder, SnapshotHeader};
 pub use tamper::Fault;
+use wal::WalState;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -101,6 +102,11 @@ pub struct Store {
 /// most of a second per command).
 pub const FLUSH_ON_CLOSE_BYTES_MIN: u64 = 4 * 1024 * 1024;
 
+/// A writer closing with more write-ahead logs than this flushes too: a writer keeps the
+/// logs it recovered (a new one starts at each open), and every open checks and replays
+/// each of them.
+pub const FLUSH_ON_CLOSE_LOGS_MAX: usize = 16;
+
 impl Drop for Store {
     fn drop(&mut self) {
         if self._lock.is_none() {
@@ -109,8 +115,8 @@ impl Drop for Store {
         // Measured by the logs a reader would replay, not by the memtables' size: that
         // counts their bloom filters' arenas too (several MiB even when empty), which made
         // every close flush, one tiny table per column family for each `ordo append`.
-        let log_bytes: u64 = wal::log_files(&self.path)
-            .unwrap_or_default()
+        let logs = wal::log_files(&self.path).unwrap_or_default();
+        let log_bytes: u64 = logs
             .iter()
             .filter_map(|log| fs::metadata(log).ok())
             .map(|m| m.len())
@@ -119,7 +125,7 @@ impl Drop for Store {
             .iter()
             .filter_map(|name| self.db.cf_handle(name))
             .collect();
-        if log_bytes >= FLUSH_ON_CLOSE_BYTES_MIN
+        if (log_bytes >= FLUSH_ON_CLOSE_BYTES_MIN || logs.len() > FLUSH_ON_CLOSE_LOGS_MAX)
             && let Err(e) = self
                 .db
                 .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
@@ -212,21 +218,43 @@ impl Store {
                 None
             }
         };
-        if recovery == Recovery::Strict
-            && let Some(damage) = wal::check_dir(path).map_err(|e| Error::io(path, e))?
-        {
-            return Err(damaged_wal(path, &damage));
-        }
+        // `None`: not checked (`ordo recover` replays up to known damage).
+        let logs = match recovery {
+            Recovery::Strict => match wal::check_dir(path).map_err(|e| Error::io(path, e))? {
+                WalState::Damaged(damage) => return Err(damaged_wal(path, &damage)),
+                state => Some(state),
+            },
+            Recovery::DropAfterDamage => None,
+        };
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let mut db_opts = options(&cache, None);
+        let mut db_opts = options(&cache, None, access);
         // All column families' memtables together; bounds the writer's memory.
         db_opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES_MAX);
         // Replay each log up to its first unreadable record (a tail torn by a crash); the
         // check above has made sure nothing whole follows one (`wal` says why a stricter
         // RocksDB mode would refuse some crashes).
         db_opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        // Tables are opened one after the other: by default RocksDB starts 16 threads per
+        // column family to open them, 144 thread starts for a command that reads one order.
+        db_opts.set_max_file_opening_threads(1);
+        // Compaction's size estimates are not read from every table at open (RocksDB
+        // builds them as it goes): an open reads what it needs to answer.
+        db_opts.set_skip_stats_update_on_db_open(true);
+        if access == Access::ReadWrite && logs == Some(WalState::Whole) {
+            // A writer keeps the logs it recovered instead of flushing them into tiny
+            // tables at every open (five or so per `ordo append`, which piled up in level 0
+            // for every later open to read): the logs stay until a close flushes
+            // (`FLUSH_ON_CLOSE_BYTES_MIN`, `FLUSH_ON_CLOSE_LOGS_MAX`). Only when every log
+            // is whole: RocksDB does not cut a torn tail off a log it keeps, and a torn log
+            // followed by later records is damage (`wal`), so a log torn by a crash is
+            // flushed and retired at the next open, as before. The Rust binding has no
+            // setter for this option; RocksDB's option string sets it.
+            db_opts = db_opts
+                .get_options_from_string("avoid_flush_during_recovery=true")
+                .map_err(storage)?;
+        }
         let cfs = COLUMN_FAMILIES
-            .map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name))));
+            .map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name), access)));
         let (db, secondary) = open_db(path, access, db_opts, cfs)?;
         let store = Store {
             db,

@@ -3,7 +3,7 @@
 
 use rocksdb::{DBCompressionType, Options};
 
-use super::{CF_EVENT_IDS, CF_ORDER_STATE, CF_SNAPSHOTS};
+use super::{Access, CF_CUSTOMERS, CF_EVENT_IDS, CF_ORDER_STATE, CF_REVENUE, CF_SNAPSHOTS};
 
 /// The block cache shared by all column families of a store.
 pub const BLOCK_CACHE_BYTES: usize = 128 * 1024 * 1024;
@@ -22,14 +22,22 @@ const SNAPSHOT_BLOCK_BYTES: usize = 16 * 1024;
 /// `memtable_prefix_bloom_size_ratio`), in the column families looked up by key.
 pub(super) const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 
-/// Options of the column family `name` (`None`: the database's own options).
-pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
+/// The column families whose point lookups usually miss (a new event id, a new order, a
+/// new customer or day), so that bloom filters save reads. The others are scanned (the
+/// log, the indexes, snapshots) or looked up by keys that exist: a filter would only cost
+/// space, and time at every open (a reader opening a table reads its filter).
+const FILTERED: [&str; 4] = [CF_EVENT_IDS, CF_ORDER_STATE, CF_CUSTOMERS, CF_REVENUE];
+
+/// Options of the column family `name` (`None`: the database's own options), opened for
+/// `access`.
+pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>, access: Access) -> Options {
     let mut opts = Options::default();
     // Every append looks up its event id (almost never stored yet) and its order's state
     // (absent for a new order) while the memtable holds the most recent writes: without a
     // filter, each miss searches the memtable's skip list, cache miss by cache miss (a
-    // large share of the writer thread in a profile of `ordo import`).
-    if matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
+    // large share of the writer thread in a profile of `ordo import`). Readers write
+    // nothing; allocating and zeroing the filters cost every read command's open.
+    if access == Access::ReadWrite && matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
         opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         opts.set_memtable_whole_key_filtering(true);
     }
@@ -38,7 +46,9 @@ pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>) -> Options {
     // Every append looks up keys that usually do not exist (a new event id, a new order's
     // state): bloom filters answer those without reading data blocks of every level.
     let mut table = rocksdb::BlockBasedOptions::default();
-    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    if name.is_some_and(|name| FILTERED.contains(&name)) {
+        table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    }
     table.set_block_cache(cache);
     // Index and filter blocks live in the (bounded) block cache, partitioned into small
     // blocks: a whole-file filter grows with the file (megabytes at 10M events) and, larger

@@ -80,10 +80,31 @@ pub fn log_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(logs.into_iter().map(|(_, path)| path).collect())
 }
 
-/// Checks every write-ahead log in `dir`: the first damage found, if any. A log that
-/// disappears while being read (a live writer retired it) is skipped. Logs are read a block
-/// at a time: memory stays at a few blocks whatever their size.
-pub fn check_dir(dir: &Path) -> std::io::Result<Option<WalDamage>> {
+/// What `check_dir` found in a ledger's write-ahead logs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WalState {
+    /// Every record of every log reads.
+    Whole,
+    /// The last log with records ends in a tail torn by a crash; the rest reads.
+    TornTail,
+    /// The first damage found.
+    Damaged(WalDamage),
+}
+
+impl WalState {
+    /// The damage, if any.
+    pub fn damage(self) -> Option<WalDamage> {
+        match self {
+            WalState::Damaged(damage) => Some(damage),
+            WalState::Whole | WalState::TornTail => None,
+        }
+    }
+}
+
+/// Checks every write-ahead log in `dir`. A log that disappears while being read (a live
+/// writer retired it) is skipped. Logs are read a block at a time: memory stays at a few
+/// blocks whatever their size.
+pub fn check_dir(dir: &Path) -> std::io::Result<WalState> {
     // A torn log, waiting to see whether a later log holds records.
     let mut torn: Option<(PathBuf, u64, String)> = None;
     for file in log_files(dir)? {
@@ -96,7 +117,7 @@ pub fn check_dir(dir: &Path) -> std::io::Result<Option<WalDamage>> {
             let mut first = vec![0u8; BLOCK_BYTES];
             let n = read_block(&mut log, &mut first)?;
             if is_whole_record(&first[..n], 0) {
-                return Ok(Some(WalDamage {
+                return Ok(WalState::Damaged(WalDamage {
                     file: earlier.clone(),
                     offset: *offset,
                     reason: format!("{reason}, and a later log holds records"),
@@ -108,7 +129,7 @@ pub fn check_dir(dir: &Path) -> std::io::Result<Option<WalDamage>> {
             LogEnd::Whole => {}
             LogEnd::Torn { offset, reason } => torn = Some((file, offset, reason)),
             LogEnd::Damaged { offset, reason } => {
-                return Ok(Some(WalDamage {
+                return Ok(WalState::Damaged(WalDamage {
                     file,
                     offset,
                     reason,
@@ -116,7 +137,11 @@ pub fn check_dir(dir: &Path) -> std::io::Result<Option<WalDamage>> {
             }
         }
     }
-    Ok(None)
+    Ok(if torn.is_some() {
+        WalState::TornTail
+    } else {
+        WalState::Whole
+    })
 }
 
 /// How a log ends.
@@ -368,9 +393,12 @@ mod tests {
         let log = log_of(&payloads(10));
         fs::write(dir.path().join("000007.log"), &log[..log.len() - 3]).expect("write");
         fs::write(dir.path().join("000009.log"), b"").expect("write");
-        assert_eq!(check_dir(dir.path()).expect("readable"), None);
+        assert_eq!(check_dir(dir.path()).expect("readable"), WalState::TornTail);
         fs::write(dir.path().join("000011.log"), &log).expect("write");
-        let damage = check_dir(dir.path()).expect("readable").expect("damage");
+        let damage = check_dir(dir.path())
+            .expect("readable")
+            .damage()
+            .expect("damage");
         assert!(damage.file.ends_with("000007.log"), "{damage}");
         assert!(damage.reason.contains("later log"), "{damage}");
     }
