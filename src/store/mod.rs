@@ -3,8 +3,9 @@
 //! domain's log (events, orders, heads) but not what projection rows mean: a commit's
 //! projection rows and a snapshot's decoding come from the caller (`projection::tables`).
 //!
-//! - this file: opening (locks, WAL check, read-only or secondary readers), the generic
-//!   reads (`get`, `scan`) and the mapping of RocksDB's errors;
+//! - this file: opening (locks, WAL check, options; `open` opens RocksDB as a writer,
+//!   read-only or secondary reader), the generic reads (`get`, `scan`) and the mapping of
+//!   RocksDB's errors;
 //! - `log`: the events, the per-order indexes and the commit;
 //! - `snapshot/`: snapshots and the rebuild's replacement; `meta`: settings;
 //! - `chunks`: the log read in chunks for a fold; `scratch`: import's dry-run overlay;
@@ -18,6 +19,7 @@ mod chunks;
 mod dir;
 mod log;
 mod meta;
+mod open;
 mod options;
 mod recover;
 mod scratch;
@@ -30,9 +32,10 @@ pub use crate::format::{
     CF_SNAPSHOTS, CF_STATUS_ORDERS, COLUMN_FAMILIES, Head, LEDGER_FORMAT_VERSION, RowWrite,
 };
 pub use chunks::{EventChunk, StoredEvents};
-use dir::{lock_dir, writer_holds_lock};
+use dir::lock_dir;
 pub use log::Commit;
 pub use meta::Settings;
+use open::open_db;
 use options::{BLOCK_CACHE_BYTES, WRITE_BUFFERS_BYTES_MAX, options};
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
@@ -45,8 +48,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBRawIterator, Options, ReadOptions, Snapshot, WriteBatch,
-    WriteOptions,
+    ColumnFamilyDescriptor, DB, DBRawIterator, ReadOptions, Snapshot, WriteBatch, WriteOptions,
 };
 
 use crate::domain::Position;
@@ -399,53 +401,6 @@ impl Store {
         }
         Ok(total)
     }
-}
-
-/// Opens the RocksDB database in `path` for `access`: the writer as the primary; a reader
-/// read-only, or as a secondary instance beside a running writer (its directory returned
-/// with it, to be removed after the database closes).
-fn open_db(
-    path: &Path,
-    access: Access,
-    mut db_opts: Options,
-    cfs: [ColumnFamilyDescriptor; COLUMN_FAMILIES.len()],
-) -> Result<(DB, Option<tempfile::TempDir>)> {
-    Ok(match access {
-        Access::ReadWrite => {
-            db_opts.create_if_missing(true);
-            db_opts.create_missing_column_families(true);
-            let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
-            (db, None)
-        }
-        Access::ReadOnly if !writer_holds_lock(path) => {
-            // No writer: a plain read-only instance. It checks every table the MANIFEST
-            // names when it opens them (all of them, with unlimited open files), and
-            // fails on a damaged one; a secondary instance instead falls back, silently,
-            // to the last state whose tables all open (RocksDB's ManifestTailer), and a
-            // read answered for that older ledger with exit 0. It writes nothing in the
-            // directory (no info log either).
-            db_opts.set_max_open_files(-1);
-            let db =
-                DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?;
-            (db, None)
-        }
-        Access::ReadOnly => {
-            // Beside a writer: a secondary instance, not a read-only one: RocksDB
-            // supports it beside a live primary (it follows the primary's MANIFEST and
-            // WAL, and tolerates files the primary deletes meanwhile). The writer itself
-            // opened every table strictly. RocksDB asks for unlimited open files so that
-            // it never reopens a file the primary has deleted.
-            let dir = tempfile::Builder::new()
-                .prefix("ordo-reader-")
-                .tempdir()
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-            db_opts.set_max_open_files(-1);
-            let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, dir.path(), cfs)
-                .map_err(storage)?;
-            db.try_catch_up_with_primary().map_err(storage)?;
-            (db, Some(dir))
-        }
-    })
 }
 
 /// Read options of a scan of the log: it reads each block once, so caching the blocks would
