@@ -27,11 +27,12 @@ const SNAPSHOT_CHECK_RANGE_ORDERS: u64 = 4096;
 const SNAPSHOT_CHECK_RANGES_PER_KIND_MAX: usize = 4096;
 
 /// One stored snapshot row, borrowed: the totals, or a row of a `DIGEST_TABLES` table
-/// with its kind, its own key and its value.
+/// with its kind, whether the digest covers its key, its own key and its value.
 enum SnapshotRow<'r> {
     Totals(&'r [u8]),
     Row {
         kind: u8,
+        hash_key: bool,
         key: &'r [u8],
         value: &'r [u8],
     },
@@ -46,11 +47,14 @@ impl<'r> SnapshotRow<'r> {
         if kind == 0 {
             return Ok(SnapshotRow::Totals(value));
         }
-        if !DIGEST_TABLES.iter().any(|(_, known, _)| *known == kind) {
+        // The table is looked up once per row, here; `feed` uses what it found.
+        let Some((_, _, hash_key)) = DIGEST_TABLES.iter().find(|(_, known, _)| *known == kind)
+        else {
             return Err(corrupt(what, format!("unknown row kind {kind}")));
-        }
+        };
         Ok(SnapshotRow::Row {
             kind,
+            hash_key: *hash_key,
             key: row_key,
             value,
         })
@@ -59,10 +63,13 @@ impl<'r> SnapshotRow<'r> {
     /// Feeds `feed` what the digest hashes for this row (`DIGEST_TABLES` says whether its
     /// key is hashed). The totals, stored first, are hashed last, by the caller.
     fn feed(&self, feed: &mut impl FnMut(&[u8])) {
-        if let SnapshotRow::Row { kind, key, value } = *self {
-            let hash_key = DIGEST_TABLES
-                .iter()
-                .any(|(_, of, hash_key)| *of == kind && *hash_key);
+        if let SnapshotRow::Row {
+            hash_key,
+            key,
+            value,
+            ..
+        } = *self
+        {
             if hash_key {
                 feed(key);
             }
@@ -247,7 +254,12 @@ impl Store {
             match (row, decode) {
                 (SnapshotRow::Totals(value), _) => part.totals = Some(value.to_vec()),
                 (_, None) => {}
-                (SnapshotRow::Row { kind, key, value }, Some(decode)) => {
+                (
+                    SnapshotRow::Row {
+                        kind, key, value, ..
+                    },
+                    Some(decode),
+                ) => {
                     part.rows.push(decode(what, kind, key, value)?);
                 }
             }
