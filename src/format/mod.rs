@@ -14,6 +14,7 @@ pub mod chain;
 pub mod codec;
 pub mod digest;
 pub mod keys;
+pub mod merkle;
 
 use serde::{Deserialize, Serialize};
 
