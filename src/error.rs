@@ -70,6 +70,11 @@ pub enum Error {
     #[error("the ledger is damaged: {0}")]
     Damaged(String),
 
+    /// A proof, checkpoint or evidence bundle does not hold (`ordo prove check`): what it
+    /// claims is not shown by what it carries. Distrust it. Exit 5.
+    #[error("the proof does not hold: {0}")]
+    Unproven(String),
+
     /// An `ordo serve` answered with an error (`kind` is one of this enum's kinds, or
     /// `unauthorized`, `unavailable`), or could not be reached. Exit code by kind.
     #[error("{message}")]
@@ -101,7 +106,7 @@ impl Error {
             Error::LedgerInUse { .. } => "ledger_in_use",
             Error::Storage(_) => "storage",
             Error::Io { .. } => "io",
-            Error::Corruption { .. } | Error::Damaged(_) => "corruption",
+            Error::Corruption { .. } | Error::Damaged(_) | Error::Unproven(_) => "corruption",
             Error::Remote { kind, .. } => kind,
             Error::AtLine { error, .. } => error.kind(),
         }

@@ -24,6 +24,7 @@ pub mod generate;
 pub mod ledger;
 pub mod progress;
 pub mod projection;
+pub mod proof;
 pub mod replay;
 pub mod server;
 pub mod store;

@@ -3,8 +3,10 @@
 //! acknowledgement; the parent kills it with SIGKILL at a random moment, reopens the ledger
 //! and checks that every acknowledged event is there with the same position, order,
 //! version and hash, that the ledger accepts new appends (the next cycle's child), and,
-//! every few cycles and at the end, that `verify` is clean and the stored projections equal
-//! a rebuild from the log.
+//! every few cycles and at the end, that `verify` is clean (the Merkle tree included) and
+//! the stored projections equal a rebuild from the log. After every cycle, the checkpoint
+//! at the highest acknowledged position proves that event and is consistent with the
+//! previous cycle's.
 //!
 //! `ORDO_CRASH_CYCLES` sets the number of kill cycles (default 50; docs/reliability.md
 //! records a longer run).
@@ -16,7 +18,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ordo::domain::{EventData, EventType, OrderId, Position};
+use ordo::domain::{EventData, EventType, Hash, OrderId, Position};
+use ordo::format::merkle;
 use ordo::ledger::{Filter, Ledger, NewEvent, NoProgress};
 use ordo::store::Access;
 use rand::{Rng, SeedableRng};
@@ -170,9 +173,55 @@ fn record(line: &str, acked: &mut Acked) {
     }
 }
 
-fn check(dir: &Path, acked: &Acked, full: bool) {
+/// The tree head at the highest acknowledged position proves that event, and is
+/// consistent with the previous cycle's (the tree was never rewritten by a crash).
+fn check_tree(ledger: &Ledger, acked: &Acked, previous: &mut Option<(u64, String)>) {
+    let Some(&top) = acked.keys().next_back() else {
+        return;
+    };
+    let checkpoint = ledger.checkpoint(Some(top), None).expect("a checkpoint");
+    let root = Hash::from_hex(&checkpoint.root_hash).expect("hex");
+    let proof = ledger.prove_inclusion(top, Some(top)).expect("a proof");
+    let event = ledger
+        .store()
+        .event(Position(top))
+        .expect("read")
+        .expect("stored");
+    let leaf = merkle::leaf_hash(&ordo::format::chain::canonical_bytes(&event));
+    let path: Vec<Hash> = proof
+        .proof
+        .iter()
+        .map(|h| Hash::from_hex(h).expect("hex"))
+        .collect();
+    merkle::verify_inclusion(top - 1, top, &leaf, &path, &root)
+        .expect("the acknowledged head is in its tree");
+    if let Some((old, old_root)) = previous.take() {
+        let proof = ledger.prove_consistency(old, Some(top)).expect("a proof");
+        assert_eq!(
+            proof.old_root, old_root,
+            "the tree of size {old} is unchanged"
+        );
+        let path: Vec<Hash> = proof
+            .proof
+            .iter()
+            .map(|h| Hash::from_hex(h).expect("hex"))
+            .collect();
+        merkle::verify_consistency(
+            old,
+            top,
+            &Hash::from_hex(&old_root).expect("hex"),
+            &root,
+            &path,
+        )
+        .expect("the later tree extends the earlier one");
+    }
+    *previous = Some((top, checkpoint.root_hash));
+}
+
+fn check(dir: &Path, acked: &Acked, full: bool, previous: &mut Option<(u64, String)>) {
     let ledger = Ledger::open(dir, Access::ReadWrite).expect("reopens after SIGKILL");
     let head = ledger.head().expect("head").position.0;
+    check_tree(&ledger, acked, previous);
     for (position, (order, version, hash)) in acked {
         assert!(
             *position <= head,
@@ -216,10 +265,16 @@ fn acknowledged_events_survive_sigkill_at_random_moments() {
     let dir = tmp.path().join("ledger");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let mut acked = Acked::new();
+    let mut checkpoint = None;
     for cycle in 0..cycles {
         let kill_after = Duration::from_millis(rng.random_range(0..150));
         run_child(&dir, cycle, kill_after, &mut acked);
-        check(&dir, &acked, cycle % 10 == 9 || cycle + 1 == cycles);
+        check(
+            &dir,
+            &acked,
+            cycle % 10 == 9 || cycle + 1 == cycles,
+            &mut checkpoint,
+        );
     }
     let ledger = Ledger::open(&dir, Access::ReadOnly).expect("open");
     let head = ledger.head().expect("head").position.0;

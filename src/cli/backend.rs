@@ -14,6 +14,7 @@ use ordo::Error;
 use ordo::domain::{Actor, CustomerId, Filter, OrderId, Timestamp};
 use ordo::ledger::{BatchResult, Ledger, NewEvent};
 use ordo::projection::query::{OrderFilter, RevenueFilter};
+use ordo::proof::note::Signer;
 use ordo::store::Access;
 
 use super::Cli;
@@ -59,6 +60,14 @@ pub enum Ask {
     Append(Box<NewEvent>, Value),
     /// `append --file`: (line, event, JSON) each.
     AppendBatch(Vec<(u64, NewEvent, Value)>),
+    /// `checkpoint` at a tree size, signed by a local key.
+    Checkpoint(Option<u64>, Option<Signer>, Query),
+    /// `prove inclusion`: position, tree size.
+    Inclusion(u64, Option<u64>, Query),
+    /// `prove consistency`: old size, tree size.
+    Consistency(u64, Option<u64>, Query),
+    /// `prove order`: the order, tree size, a local key.
+    Evidence(OrderId, Option<u64>, Option<Signer>, Query),
 }
 
 impl Backend {
@@ -129,9 +138,15 @@ fn local(dir: &Path, ask: Ask) -> Result<Value, Error> {
         Ask::Audit(order, filter, _) => json(reader(dir)?.audit(&order, &filter)?),
         Ask::AuditActor(actor, from, to, _) => json(reader(dir)?.audit_actor(&actor, from, to)?),
         Ask::Snapshots => json(reader(dir)?.snapshots()?),
-        Ask::Append(event, _) => json(Ledger::open(dir, Access::ReadWrite)?.append(*event)?),
+        Ask::Checkpoint(size, signer, _) => json(reader(dir)?.checkpoint(size, signer.as_ref())?),
+        Ask::Inclusion(position, size, _) => json(reader(dir)?.prove_inclusion(position, size)?),
+        Ask::Consistency(old, size, _) => json(reader(dir)?.prove_consistency(old, size)?),
+        Ask::Evidence(order, size, signer, _) => {
+            json(reader(dir)?.prove_order(&order, size, signer.as_ref())?)
+        }
+        Ask::Append(event, _) => json(super::open_writing(dir)?.append(*event)?),
         Ask::AppendBatch(events) => {
-            let ledger = Ledger::open(dir, Access::ReadWrite)?;
+            let ledger = super::open_writing(dir)?;
             let events = events.into_iter().map(|(line, e, _)| (line, e)).collect();
             let mut result = BatchResult::default();
             result.add(&ledger.append_batch(events)?);
@@ -157,6 +172,10 @@ fn over_http(server: &Remote, ask: Ask) -> Result<Value, Error> {
         Ask::Audit(order, _, query) => server.get(&order_path(&order, "/audit"), &query),
         Ask::AuditActor(_, _, _, query) => server.get("/v1/audit", &query),
         Ask::Snapshots => server.get("/v1/snapshots", &Vec::new()),
+        Ask::Checkpoint(_, _, query) => server.get("/v1/checkpoint", &query),
+        Ask::Inclusion(_, _, query) => server.get("/v1/proof/inclusion", &query),
+        Ask::Consistency(_, _, query) => server.get("/v1/proof/consistency", &query),
+        Ask::Evidence(order, _, _, query) => server.get(&order_path(&order, "/evidence"), &query),
         Ask::Append(_, event) => server.post_json("/v1/events", &event),
         Ask::AppendBatch(events) => {
             let batch = events.into_iter().map(|(_, _, json)| json).collect();

@@ -4,6 +4,7 @@
 
 mod backend;
 mod output;
+mod proof;
 mod read;
 mod recover;
 mod remote;
@@ -81,10 +82,19 @@ enum Command {
     /// Create, list and prune snapshots of the projections.
     #[command(subcommand)]
     Snapshot(whole_ledger::Snapshot),
-    /// Show or change a ledger setting (snapshot_every).
+    /// Show or change a ledger setting (snapshot_every, origin).
     Config(whole_ledger::ConfigArgs),
     /// Rebuild every projection from the log, compare by digest, swap atomically.
     Rebuild(whole_ledger::RebuildArgs),
+    /// Create a signing key for checkpoints (Ed25519, signed-note format); prints its
+    /// verifier key.
+    Keygen(proof::KeygenArgs),
+    /// The ledger's tree head as a tlog checkpoint, signed with --key.
+    Checkpoint(proof::CheckpointArgs),
+    /// Merkle proofs for auditors: inclusion, consistency, an order's evidence, and an
+    /// offline check of any of them.
+    #[command(subcommand)]
+    Prove(proof::Prove),
     /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
     Serve(serve::ServeArgs),
     /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
@@ -140,6 +150,17 @@ impl TimeArgs {
     }
 }
 
+/// The ledger in `dir` opened for writing; a ledger written before the Merkle tree was
+/// kept builds it first, with a progress bar.
+pub fn open_writing(dir: &std::path::Path) -> Result<ordo::ledger::Ledger, ordo::Error> {
+    ordo::ledger::Ledger::open_reporting(
+        dir,
+        ordo::store::Access::ReadWrite,
+        ordo::store::Durability::Sync,
+        &read::Bar::new(),
+    )
+}
+
 /// Runs the parsed command.
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     let out = &mut std::io::stdout().lock();
@@ -158,6 +179,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Snapshot(cmd) => whole_ledger::snapshot(cli, cmd, out),
         Command::Config(args) => whole_ledger::config(cli, args, out),
         Command::Rebuild(args) => whole_ledger::rebuild(cli, args, out),
+        Command::Keygen(args) => proof::keygen(cli, args, out),
+        Command::Checkpoint(args) => proof::checkpoint(cli, args, out),
+        Command::Prove(prove) => proof::prove(cli, prove, out),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Recover(args) => recover::recover(cli, args, out),
         Command::Completions { shell } => {

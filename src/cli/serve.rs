@@ -8,9 +8,7 @@ use anyhow::Result;
 use clap::Args;
 
 use ordo::Error;
-use ordo::ledger::Ledger;
 use ordo::server::{LISTEN_DEFAULT, Origins, ServeOptions, Server};
-use ordo::store::Access;
 
 use super::Cli;
 
@@ -29,6 +27,9 @@ pub struct ServeArgs {
     /// write to the ledger). Repeatable.
     #[arg(long, value_name = "ORIGIN")]
     allow_origin: Vec<String>,
+    /// Sign checkpoints and evidence bundles with this key (`ordo keygen`; owner-only file).
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
@@ -54,6 +55,12 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         hosts: args.allow_host.clone(),
         origins: args.allow_origin.clone(),
     };
+    options.signer = args
+        .key
+        .as_deref()
+        .map(ordo::server::read_signing_key)
+        .transpose()?
+        .map(std::sync::Arc::new);
     // Refused before the ledger is opened (and so perhaps created).
     options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -62,7 +69,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::Storage(format!("cannot start the server runtime: {e}")))?;
     runtime.block_on(async {
-        let ledger = Ledger::open(&cli.data_dir, Access::ReadWrite)?;
+        let ledger = super::open_writing(&cli.data_dir)?;
         let server = Server::bind(ledger, options).await?;
         // Tests and scripts read this line for the port actually bound.
         // Written without eprintln!, which panics when stderr cannot be written.

@@ -22,12 +22,11 @@ fn invalid(message: String) -> ordo::Error {
 /// The ledger in `dir` as its writer; a maintenance command never creates a ledger (where
 /// there is none, the read-only open says so).
 fn open_writer(dir: &Path) -> Result<Ledger, ordo::Error> {
-    let access = if ordo::store::Store::exists(dir) {
-        Access::ReadWrite
+    if ordo::store::Store::exists(dir) {
+        super::open_writing(dir)
     } else {
-        Access::ReadOnly
-    };
-    Ledger::open(dir, access)
+        Ledger::open(dir, Access::ReadOnly)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -343,7 +342,7 @@ pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ConfigArgs {
-    /// The setting to show or change (snapshot_every).
+    /// The setting to show or change (snapshot_every, origin).
     key: Option<String>,
     /// Its new value.
     value: Option<String>,
@@ -352,10 +351,19 @@ pub struct ConfigArgs {
 pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
     let dir = Backend::of(cli)?.local("config")?.to_owned();
     match (&args.key, &args.value) {
-        (Some(key), _) if key != "snapshot_every" => Err(invalid(format!(
-            "unknown setting {key:?}; the settings are: snapshot_every"
+        (Some(key), _) if key != "snapshot_every" && key != "origin" => Err(invalid(format!(
+            "unknown setting {key:?}; the settings are: snapshot_every, origin"
         ))
         .into()),
+        (Some(key), Some(value)) if key == "origin" => {
+            let ledger = open_writer(&dir)?;
+            ledger.set_origin(value.clone())?;
+            output::object(out, cli.format, &json!({ "origin": value }))
+        }
+        (Some(key), None) if key == "origin" => {
+            let origin = Ledger::open(&dir, Access::ReadOnly)?.origin()?;
+            output::object(out, cli.format, &json!({ "origin": origin }))
+        }
         (_, Some(value)) => {
             let every: u64 = value.parse().map_err(|_| {
                 invalid(format!(

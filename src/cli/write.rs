@@ -239,7 +239,7 @@ pub fn import(cli: &Cli, args: &ImportArgs, out: &mut dyn Write) -> Result<()> {
         batch_events: args.batch_events,
         ..ImportOptions::default()
     };
-    let ledger = Ledger::open(&dir, Access::ReadWrite)?;
+    let ledger = super::open_writing(&dir)?;
     let result = ledger::import(&ledger, path, &options, &Bar::new())?;
     output::object(out, cli.format, &serde_json::to_value(result)?)
 }

@@ -66,10 +66,24 @@ fn string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
 
 /// The hash of `event` chained to its predecessor's hash.
 pub fn chain(previous: &Hash, event: &Event) -> Hash {
+    chain_bytes(previous, &canonical_bytes(event))
+}
+
+fn chain_bytes(previous: &Hash, canonical: &[u8]) -> Hash {
     let mut hasher = Sha256::new();
     hasher.update(previous.0);
-    hasher.update(canonical_bytes(event));
+    hasher.update(canonical);
     Hash(hasher.finalize().into())
+}
+
+/// The chain hash of `event` and its Merkle leaf hash (`merkle::leaf_hash` of the same
+/// canonical bytes), writing those bytes once.
+pub fn chain_and_leaf(previous: &Hash, event: &Event) -> (Hash, Hash) {
+    let canonical = canonical_bytes(event);
+    (
+        chain_bytes(previous, &canonical),
+        super::merkle::leaf_hash(&canonical),
+    )
 }
 
 #[cfg(test)]

@@ -141,6 +141,37 @@ pub const META_TOTALS: &[u8] = b"totals";
 /// `meta` key of the ledger settings.
 pub const META_SETTINGS: &[u8] = b"settings";
 
+/// Prefix of every stored Merkle tree node in `meta` (`merkle_node_key`).
+pub const META_MERKLE_PREFIX: &[u8] = b"merkle/";
+/// `meta` key present when the Merkle tree covers the whole log (value: 1 byte, 1). A
+/// ledger written before the tree was kept lacks it until its tree is built.
+pub const META_MERKLE_KEPT: &[u8] = b"merkle_kept";
+/// `meta` key of the ledger id: 16 random bytes fixed when the ledger (or its tree) is
+/// created; the default checkpoint origin is `ordo/` and its hex.
+pub const META_LEDGER_ID: &[u8] = b"ledger_id";
+/// `meta` key of the checkpoint origin set by `ordo config origin` (value: UTF-8).
+pub const META_ORIGIN: &[u8] = b"origin";
+
+/// `meta` key of a Merkle tree node: `merkle/`, the level (1 byte), the index (8 bytes
+/// big-endian). The value is the node's 32-byte hash.
+pub fn merkle_node_key(id: crate::format::merkle::NodeId) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..7].copy_from_slice(META_MERKLE_PREFIX);
+    key[7] = id.level;
+    key[8..].copy_from_slice(&id.index.to_be_bytes());
+    key
+}
+
+/// Decodes a Merkle tree node key.
+pub fn decode_merkle_node_key(key: &[u8]) -> Option<crate::format::merkle::NodeId> {
+    let rest = key.strip_prefix(META_MERKLE_PREFIX)?;
+    let (level, index) = rest.split_first()?;
+    Some(crate::format::merkle::NodeId {
+        level: *level,
+        index: u64::from_be_bytes(index.try_into().ok()?),
+    })
+}
+
 /// `meta` key of the format version (value: 1 byte).
 pub const META_FORMAT: &[u8] = b"format_version";
 /// `meta` key of the head (value: see `codec::encode_head`).

@@ -6,6 +6,7 @@ mod import;
 mod input;
 pub mod json;
 pub mod params;
+pub mod proof;
 mod verify;
 mod whole_ledger;
 mod write;
@@ -85,9 +86,32 @@ impl Ledger {
 
     /// Opens the ledger in `path` with the given commit durability.
     pub fn open_with(path: &Path, access: Access, durability: Durability) -> Result<Ledger> {
+        Ledger::open_reporting(path, access, durability, &crate::progress::NoProgress)
+    }
+
+    /// Opens the ledger in `path`; a writer opening a ledger written before the Merkle tree
+    /// was kept builds the tree first, once, reporting to `progress`.
+    pub fn open_reporting(
+        path: &Path,
+        access: Access,
+        durability: Durability,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Ledger> {
         let store = Arc::new(Store::open(path, access)?);
         let sequencer = match access {
-            Access::ReadWrite => Some(Sequencer::start(store.clone(), store.head()?, durability)?),
+            Access::ReadWrite => {
+                let head = store.head()?;
+                if !store.merkle_kept()? {
+                    tracing::warn!(
+                        "this ledger was written before ordo kept a Merkle tree: building it once over {} events",
+                        head.position
+                    );
+                    progress.begin("building the Merkle tree", Some(head.position.0));
+                    store.build_merkle(head.position, &mut |n| progress.advance(n))?;
+                    progress.end();
+                }
+                Some(Sequencer::start(store.clone(), head, durability)?)
+            }
             Access::ReadOnly => None,
         };
         Ok(Ledger { store, sequencer })

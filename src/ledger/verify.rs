@@ -1,14 +1,17 @@
 //! `verify`: re-reads the whole log and checks, event by event, what the ledger promises:
 //! every record decodes and its checksum holds; positions run 1, 2, 3 ... with no gap;
 //! recorded_at strictly increases; each order's versions run 1, 2, 3 ... in position order;
-//! the order and event-id indexes point at the event; the hash chain recomputes; and the head
-//! record names the last event and its hash. The first failure is reported, not repaired.
+//! the order and event-id indexes point at the event; the hash chain recomputes; every stored
+//! Merkle tree node equals the one recomputed from the log, and none lies beyond it; and the
+//! head record names the last event and its hash. The first failure is reported, not
+//! repaired.
 
 use serde::Serialize;
 
 use crate::domain::{Event, Hash, Position, Timestamp, Version};
 use crate::error::{Error, Result};
 use crate::format::chain;
+use crate::format::merkle::{Frontier, NodeId};
 use crate::store::Store;
 
 use crate::progress::Progress;
@@ -33,6 +36,8 @@ pub struct VerifyReport {
 }
 
 struct Walk {
+    /// The tree recomputed so far, when the ledger keeps one.
+    tree: Option<Frontier>,
     expected: Position,
     hash: Hash,
     recorded_at: Option<Timestamp>,
@@ -56,6 +61,7 @@ impl Walk {
 /// Runs every check; `Ok` with `ok: false` when the ledger is damaged.
 pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
     let mut walk = Walk {
+        tree: store.merkle_kept()?.then(Frontier::default),
         expected: Position(1),
         hash: chain::GENESIS,
         recorded_at: None,
@@ -75,7 +81,13 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
             }
             Err(e) => return Err(e),
         };
-        if let Some(bad) = check_event(store, &walk, &event)? {
+        let leaf = match check_event(store, &walk, &event)? {
+            Ok(leaf) => leaf,
+            Err(bad) => return Ok(walk.report(Some((walk.expected, bad)))),
+        };
+        if let Some(tree) = &mut walk.tree
+            && let Some(bad) = check_tree(store, tree, leaf)?
+        {
             return Ok(walk.report(Some((walk.expected, bad))));
         }
         walk.orders += u64::from(event.version == Version(1));
@@ -102,16 +114,52 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
                 head.orders, walk.orders
             ),
         )),
-        Ok(_) => None,
+        Ok(head) => match walk.tree {
+            Some(_) => store.merkle_node_beyond(head.position.0)?.map(|id| {
+                (
+                    head.position,
+                    format!(
+                        "the Merkle tree has a node at level {} index {} beyond the log's {} events",
+                        id.level, id.index, head.position
+                    ),
+                )
+            }),
+            None => None,
+        },
     };
     Ok(walk.report(bad))
 }
 
-/// The checks of one event against the walk so far; `Some(reason)` when it fails.
-fn check_event(store: &Store, walk: &Walk, event: &Event) -> Result<Option<String>> {
+/// Appends `leaf` to the recomputed tree and compares every node it completes with the
+/// stored one; `Some(reason)` at the first that differs.
+fn check_tree(store: &Store, tree: &mut Frontier, leaf: Hash) -> Result<Option<String>> {
+    let mut completed: Vec<(NodeId, Hash)> = Vec::new();
+    tree.push(leaf, &mut |id, hash| completed.push((id, hash)));
+    for (id, hash) in completed {
+        let stored = match store.merkle_node(id) {
+            Ok(stored) => stored,
+            Err(Error::Corruption { reason, .. }) => return Ok(Some(reason)),
+            Err(e) => return Err(e),
+        };
+        if stored != hash {
+            return Ok(Some(format!(
+                "Merkle tree node at level {} index {} is stored as {stored}, recomputed {hash} from the log",
+                id.level, id.index
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The checks of one event against the walk so far: its Merkle leaf hash, or why it fails.
+fn check_event(
+    store: &Store,
+    walk: &Walk,
+    event: &Event,
+) -> Result<std::result::Result<Hash, String>> {
     let position = event.position;
     if position != walk.expected {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "position {} is missing (the next stored event is at {position})",
             walk.expected
         )));
@@ -119,20 +167,20 @@ fn check_event(store: &Store, walk: &Walk, event: &Event) -> Result<Option<Strin
     if let Some(last) = walk.recorded_at
         && event.recorded_at <= last
     {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "recorded_at {} is not after the previous event's {last}",
             event.recorded_at
         )));
     }
-    let hash = chain::chain(&walk.hash, event);
+    let (hash, leaf) = chain::chain_and_leaf(&walk.hash, event);
     if hash != event.hash {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "hash mismatch: stored {}, recomputed {hash} from the event and its predecessor",
             event.hash
         )));
     }
     if store.version_position(&event.order_id, event.version)? != Some(position) {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "the order index does not map order {} version {} to this event",
             event.order_id, event.version
         )));
@@ -142,7 +190,7 @@ fn check_event(store: &Store, walk: &Walk, event: &Event) -> Result<Option<Strin
         match store.version_position(&event.order_id, previous)? {
             Some(p) if p < position => {}
             _ => {
-                return Ok(Some(format!(
+                return Ok(Err(format!(
                     "order {} has version {} but no earlier version {previous}",
                     event.order_id, event.version
                 )));
@@ -150,10 +198,10 @@ fn check_event(store: &Store, walk: &Walk, event: &Event) -> Result<Option<Strin
         }
     }
     if store.event_position(&event.event_id)? != Some(position) {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "the event-id index does not map {} to this event",
             event.event_id
         )));
     }
-    Ok(None)
+    Ok(Ok(leaf))
 }

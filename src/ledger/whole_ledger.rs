@@ -66,6 +66,9 @@ pub struct RebuildReport {
     pub matched: bool,
     /// Whether the rebuilt projections replaced the stored ones.
     pub swapped: bool,
+    /// Whether the stored Merkle tree equalled the one recomputed from the log (when not,
+    /// `--force` rewrote it).
+    pub tree_matched: bool,
 }
 
 /// `state_after` of an audit entry.
@@ -315,6 +318,7 @@ impl Ledger {
                     ),
                 });
             }
+            let tree = rebuild_tree(store, replayed.position, force)?;
             store.replace_projections(replacement)?;
             Ok(RebuildReport {
                 events: replayed.events_applied,
@@ -322,6 +326,7 @@ impl Ledger {
                 live_digest: live.to_hex(),
                 matched,
                 swapped: true,
+                tree_matched: tree,
             })
         })
     }
@@ -372,6 +377,30 @@ impl Ledger {
             }
         }
         Ok(entries)
+    }
+}
+
+/// Checks the stored Merkle tree against the log up to `head`; rewrites it from the log when
+/// it differs and `force` (or when the ledger has none). Returns whether it matched.
+fn rebuild_tree(store: &Store, head: Position, force: bool) -> Result<bool> {
+    let kept = store.merkle_kept()?;
+    let difference = if kept {
+        store.merkle_difference(head)?
+    } else {
+        Some("the ledger has no Merkle tree yet".to_owned())
+    };
+    match difference {
+        None => Ok(true),
+        Some(reason) if kept && !force => Err(Error::Corruption {
+            position: head,
+            reason: format!(
+                "{reason}; nothing was changed; `ordo rebuild --force` rewrites the tree from the log"
+            ),
+        }),
+        Some(_) => {
+            store.build_merkle(head, &mut |_| {})?;
+            Ok(false)
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub(super) fn router(app: Arc<App>) -> Router {
         .route("/v1/replay", get(replay))
         .route("/v1/snapshots", get(snapshots))
         .route("/v1/verify", get(verify))
+        .route("/v1/checkpoint", get(super::proofs::checkpoint))
+        .route("/v1/proof/inclusion", get(super::proofs::inclusion))
+        .route("/v1/proof/consistency", get(super::proofs::consistency))
+        .route("/v1/orders/{id}/evidence", get(super::proofs::evidence))
         .route("/v1/stats", get(stats))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -84,11 +88,11 @@ async fn unknown_route(request: Request) -> ApiError {
     )
 }
 
-fn json_reply(status: StatusCode, value: Value) -> Response {
+pub(super) fn json_reply(status: StatusCode, value: Value) -> Response {
     (status, Json(value)).into_response()
 }
 
-fn to_json<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
+pub(super) fn to_json<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(format!("encoding JSON: {e}")))
 }
 

@@ -11,6 +11,7 @@ mod api;
 mod guard;
 mod listen;
 mod metrics;
+mod proofs;
 mod reply;
 mod request;
 mod subscribe;
@@ -26,6 +27,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
+use crate::proof::note::Signer;
 
 pub use guard::Origins;
 pub use listen::{CONNECTIONS_MAX, Limits};
@@ -66,6 +68,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// The `Host` names and `Origin`s requests may carry besides this server's own address.
     pub origins: Origins,
+    /// The key that signs checkpoints and evidence bundles (`serve --key`).
+    pub signer: Option<Arc<Signer>>,
 }
 
 impl ServeOptions {
@@ -77,6 +81,7 @@ impl ServeOptions {
             subscriber_stall: std::time::Duration::from_secs(SUBSCRIBER_STALL_SECONDS),
             limits: Limits::default(),
             origins: Origins::default(),
+            signer: None,
         }
     }
 
@@ -92,10 +97,9 @@ impl ServeOptions {
     }
 }
 
-/// Reads a token file: its content without surrounding whitespace, at least
-/// `TOKEN_BYTES_MIN` bytes. Refused, as ssh refuses a private key, when the file is readable
-/// or writable by group or others.
-pub fn read_token(path: &Path) -> Result<String> {
+/// Reads a secret file of at most `bytes_max` bytes. Refused, as ssh refuses a private key,
+/// when the file is readable or writable by group or others.
+fn read_secret(path: &Path, what: &str, bytes_max: u64) -> Result<String> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -106,22 +110,42 @@ pub fn read_token(path: &Path) -> Result<String> {
         .mode();
     if mode & 0o077 != 0 {
         return Err(Error::InvalidInput(format!(
-            "token file {} is open to group or others (mode {:o}); make it owner-only: chmod 600 {}",
+            "{what} file {} is open to group or others (mode {:o}); make it owner-only: chmod 600 {}",
             path.display(),
             mode & 0o777,
             path.display()
         )));
     }
     let mut text = String::new();
-    file.take(TOKEN_BYTES_MAX + 1)
+    file.take(bytes_max + 1)
         .read_to_string(&mut text)
         .map_err(|e| Error::io(path, e))?;
-    if text.len() as u64 > TOKEN_BYTES_MAX {
+    if text.len() as u64 > bytes_max {
         return Err(Error::InvalidInput(format!(
-            "token file {} is longer than {TOKEN_BYTES_MAX} bytes",
+            "{what} file {} is longer than {bytes_max} bytes",
             path.display()
         )));
     }
+    Ok(text)
+}
+
+/// Longest signing key file read.
+const KEY_BYTES_MAX: u64 = 4096;
+
+/// Reads a signing key file (`ordo keygen`): owner-only, one key in the signed-note format.
+pub fn read_signing_key(path: &Path) -> Result<Signer> {
+    let text = read_secret(path, "key", KEY_BYTES_MAX)?;
+    // The reason never quotes the file: it holds a private key.
+    Signer::parse(text.trim()).map_err(|why| {
+        Error::InvalidInput(format!("{} holds no signing key: {why}", path.display()))
+    })
+}
+
+/// Reads a token file: its content without surrounding whitespace, at least
+/// `TOKEN_BYTES_MIN` bytes. Refused, as ssh refuses a private key, when the file is readable
+/// or writable by group or others.
+pub fn read_token(path: &Path) -> Result<String> {
+    let text = read_secret(path, "token", TOKEN_BYTES_MAX)?;
     let token = text.trim();
     if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::InvalidInput(format!(
@@ -153,6 +177,8 @@ struct App {
     origins: Origins,
     /// The address the server is bound to (its `Host`).
     listen: SocketAddr,
+    /// Signs checkpoints and evidence bundles, when given.
+    signer: Option<Arc<Signer>>,
 }
 
 impl App {
@@ -224,6 +250,7 @@ impl Server {
             subscriber_stall: options.subscriber_stall,
             origins: options.origins,
             listen: addr,
+            signer: options.signer,
         });
         Ok(Server {
             listener,

@@ -8,6 +8,7 @@
 //!   RocksDB's errors;
 //! - `log`: the events, the per-order indexes and the commit;
 //! - `snapshot/`: snapshots and the rebuild's replacement; `meta`: settings;
+//! - `merkle`: the Merkle tree's nodes, the ledger id and the checkpoint origin;
 //! - `chunks`: the log read in chunks for a fold; `scratch`: import's dry-run overlay;
 //! - `wal`, `recover`, `dir`: the write-ahead log check, `ordo recover`, the lock;
 //! - `options`: RocksDB tuning; `tamper`: faults and raw writes for tests.
@@ -18,6 +19,7 @@
 mod chunks;
 mod dir;
 mod log;
+mod merkle;
 mod meta;
 mod open;
 mod options;
@@ -34,6 +36,7 @@ pub use crate::format::{
 pub use chunks::{EventChunk, StoredEvents};
 use dir::lock_dir;
 pub use log::Commit;
+pub use merkle::tree_writes;
 pub use meta::Settings;
 use open::open_db;
 use options::{BLOCK_CACHE_BYTES, WRITE_BUFFERS_BYTES_MAX, options};
@@ -307,6 +310,9 @@ impl Store {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, keys::META_FORMAT, [LEDGER_FORMAT_VERSION]);
                 batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&Head::genesis()));
+                // A new ledger keeps its Merkle tree from the first event.
+                batch.put_cf(meta, keys::META_MERKLE_KEPT, [1u8]);
+                batch.put_cf(meta, keys::META_LEDGER_ID, merkle::new_ledger_id()?);
                 self.write(batch, Durability::Sync)
             }
             None => Err(Error::Storage(format!(

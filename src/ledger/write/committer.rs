@@ -8,7 +8,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use crate::domain::Position;
 use crate::error::Error;
-use crate::store::{Durability, Head, Store};
+use crate::format::merkle::Frontier;
+use crate::store::{Durability, Head, Store, tree_writes};
 
 use super::queue::Counters;
 use super::snapshots::Snapshots;
@@ -37,6 +38,9 @@ pub(super) struct Committer {
     pub(super) store: Arc<Store>,
     /// The committed head.
     pub(super) head: Head,
+    /// The Merkle tree's frontier at the committed head; `None` after a failed commit
+    /// whose outcome on disk could not be re-read (commits are then refused).
+    pub(super) tree: Option<Frontier>,
     pub(super) durability: Durability,
     pub(super) counters: Arc<Counters>,
     pub(super) publish: tokio::sync::watch::Sender<Position>,
@@ -60,6 +64,18 @@ impl Committer {
         };
     }
 
+    /// Re-reads the tree's frontier after exclusive work (a rebuild may have rewritten the
+    /// tree). A failure is logged, and commits are refused until the writer restarts.
+    pub(super) fn reload_tree(&mut self) {
+        self.tree = match self.store.merkle_frontier(self.head.position.0) {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                tracing::warn!("cannot read the Merkle tree's frontier: {e}");
+                None
+            }
+        };
+    }
+
     /// Writes `sealed`; returns the outcome and the answers to its requests, to send once
     /// the stager knows the outcome.
     pub(super) fn commit(
@@ -73,16 +89,7 @@ impl Committer {
             // originals are durable (the stager settled the group in flight first).
             Ok(())
         } else {
-            sealed.commit(&self.store).and_then(|commit| {
-                if let Some(first) = commit.events.first() {
-                    assert_eq!(
-                        first.position,
-                        self.head.position.next(),
-                        "a commit continues the committed head"
-                    );
-                }
-                self.store.commit(&commit, self.durability)
-            })
+            self.write(sealed)
         };
         match written {
             Ok(()) => {
@@ -117,6 +124,37 @@ impl Committer {
         }
     }
 
+    /// Writes a non-empty group with the tree nodes its events complete, in one batch.
+    fn write(&mut self, sealed: &Sealed) -> crate::error::Result<()> {
+        let mut tree = self.tree.clone().ok_or_else(|| {
+            Error::Storage(
+                "the Merkle tree's state was lost after a failed commit; restart ordo".to_owned(),
+            )
+        })?;
+        assert_eq!(
+            tree.size(),
+            self.head.position.0,
+            "the tree covers the committed log"
+        );
+        let mut commit = sealed.commit(&self.store)?;
+        if let Some(first) = commit.events.first() {
+            assert_eq!(
+                first.position,
+                self.head.position.next(),
+                "a commit continues the committed head"
+            );
+        }
+        commit.rows.extend(tree_writes(&mut tree, sealed.leaves()));
+        assert_eq!(
+            tree.size(),
+            commit.head.position.0,
+            "the tree grows by the group's events"
+        );
+        self.store.commit(&commit, self.durability)?;
+        self.tree = Some(tree);
+        Ok(())
+    }
+
     /// After a failed commit: re-reads the head and returns what its requests are told.
     pub(super) fn failed(&mut self, e: Error) -> String {
         // The batch is atomic, but a failure reported after the write (an fsync error for
@@ -133,6 +171,7 @@ impl Committer {
                         stored.position
                     );
                     self.head = stored;
+                    self.reload_tree();
                     self.publish.send_replace(stored.position);
                 }
             }

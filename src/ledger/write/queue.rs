@@ -98,9 +98,11 @@ impl Sequencer {
         let (queue, requests) = sync_channel(QUEUE_REQUESTS_MAX);
         let counters = Arc::new(Counters::default());
         let (publish, committed) = tokio::sync::watch::channel(head.position);
+        let tree = Some(store.merkle_frontier(head.position.0)?);
         let mut committer = Committer {
             store: store.clone(),
             head,
+            tree,
             durability,
             counters: counters.clone(),
             publish,

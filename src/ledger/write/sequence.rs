@@ -10,15 +10,15 @@ use crate::ledger::input::NewEvent;
 use crate::store::Head;
 
 /// Assigns (or, for `--preserve`, checks) position, recorded_at, event id and hash of the
-/// event after `head`; the hash only if `chained` (a dry run without hashes in its input
-/// needs none) or the input carries one.
+/// event after `head`; the hash (and the event's Merkle leaf hash) only if `chained` (a dry
+/// run without hashes in its input needs none) or the input carries one.
 pub(super) fn sequence(
     head: &Head,
     chained: bool,
     new: NewEvent,
     version: Version,
     now: Timestamp,
-) -> Result<Event> {
+) -> Result<(Event, Option<crate::domain::Hash>)> {
     let position = head.position.next();
     let last = head.recorded_at;
     let recorded_at = match &new.preserved {
@@ -62,8 +62,11 @@ pub(super) fn sequence(
     };
     // A dry run of input without hashes never needs them (nothing is written and no
     // input hash is compared): skipping the chain halves its cost per event.
+    let mut leaf = None;
     if chained || new.preserved.is_some() {
-        event.hash = chain::chain(&head.hash, &event);
+        let (hash, leaf_hash) = chain::chain_and_leaf(&head.hash, &event);
+        event.hash = hash;
+        leaf = Some(leaf_hash);
     }
     if let Some(p) = new.preserved
         && p.hash != event.hash
@@ -76,7 +79,7 @@ pub(super) fn sequence(
             ),
         });
     }
-    Ok(event)
+    Ok((event, leaf))
 }
 
 /// `import --preserve` continues a ledger exactly: the input's position and version must be the

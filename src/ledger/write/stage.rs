@@ -22,8 +22,8 @@ use sha2::{Digest, Sha256};
 use super::dry_run::{DryRun, Generation};
 use super::sequence::sequence;
 use crate::domain::{
-    Event, EventData, EventId, OrderId, OrderState, Position, Timestamp, Version, apply, apply_to,
-    decide,
+    Event, EventData, EventId, Hash, OrderId, OrderState, Position, Timestamp, Version, apply,
+    apply_to, decide,
 };
 use crate::error::{Error, Result};
 use crate::format::codec;
@@ -89,6 +89,8 @@ pub(super) struct StagedId {
 /// written (`Stage::release_sealed`), so the next group can be staged meanwhile.
 pub struct Sealed {
     events: Vec<Event>,
+    /// The Merkle leaf hash of each event.
+    leaves: Vec<Hash>,
     generation: Arc<Generation>,
     delta: Delta,
     head: Head,
@@ -106,6 +108,11 @@ impl Sealed {
             head: self.head,
             rows,
         })
+    }
+
+    /// The Merkle leaf hashes of the group's events, in position order.
+    pub fn leaves(&self) -> &[Hash] {
+        &self.leaves
     }
 
     /// The head after the group.
@@ -152,6 +159,8 @@ enum Purpose {
 #[derive(Default)]
 struct Kept {
     events: Vec<Event>,
+    /// The Merkle leaf hash of each kept event.
+    leaves: Vec<Hash>,
     /// Each kept event's contribution to the aggregate projections.
     effects: Vec<(OrderId, Timestamp, Effects)>,
     undo: Vec<Undo>,
@@ -235,6 +244,7 @@ impl<'s> Stage<'s> {
             }
         }
         kept.events.truncate(checkpoint.events_len);
+        kept.leaves.truncate(checkpoint.events_len);
         kept.effects.truncate(checkpoint.effects_len);
         self.head = checkpoint.head;
     }
@@ -255,6 +265,12 @@ impl<'s> Stage<'s> {
             delta.add(&order_id, occurred_at, effects);
         }
         let events = std::mem::take(&mut kept.events);
+        let leaves = std::mem::take(&mut kept.leaves);
+        assert_eq!(
+            leaves.len(),
+            events.len(),
+            "every kept event has its leaf hash"
+        );
         let generation = Arc::new(Generation {
             states: std::mem::take(&mut self.states),
             ids: std::mem::take(&mut self.ids),
@@ -262,6 +278,7 @@ impl<'s> Stage<'s> {
         self.sealed = Some(generation.clone());
         Sealed {
             events,
+            leaves,
             generation,
             delta,
             head: self.head,
@@ -391,7 +408,7 @@ impl<'s> Stage<'s> {
         }
         decide(&new.order_id, state.as_ref(), &new.data)?;
         let chained = matches!(self.purpose, Purpose::Commit(_));
-        let event = sequence(&self.head, chained, new, current.next(), now)?;
+        let (event, leaf) = sequence(&self.head, chained, new, current.next(), now)?;
         let result = AppendResult {
             position: event.position,
             order_id: event.order_id.clone(),
@@ -415,7 +432,7 @@ impl<'s> Stage<'s> {
             result: result.clone(),
             digest,
         });
-        self.record(event, before, next, id)?;
+        self.record(event, leaf, before, next, id)?;
         Ok(result)
     }
 
@@ -425,6 +442,7 @@ impl<'s> Stage<'s> {
     fn record(
         &mut self,
         event: Event,
+        leaf: Option<Hash>,
         before: Option<Before>,
         next: OrderState,
         id: Option<StagedId>,
@@ -453,6 +471,8 @@ impl<'s> Stage<'s> {
                 kept.effects
                     .push((event.order_id.clone(), event.occurred_at, effects));
                 kept.events.push(event);
+                kept.leaves
+                    .push(leaf.expect("a stage for commits chains every event"));
             }
             // A dry run is abandoned whole on the first error, so it keeps no undo log: the
             // log would hold a copy of every intermediate state of a file of any size.

@@ -90,6 +90,7 @@ impl Stager {
                     job(&self.store);
                     if let Some(committer) = &mut self.committer {
                         committer.read_settings();
+                        committer.reload_tree();
                         self.snapshot_every_events = committer.snapshot_every_events;
                     }
                     continue;

@@ -1,0 +1,242 @@
+//! The Merkle tree's stored nodes (`format::merkle`) in `meta`, the marker that the tree
+//! covers the whole log, the ledger id and the checkpoint origin. A commit's nodes go into
+//! its own `WriteBatch` (`tree_writes` makes them into rows): events and the nodes over them
+//! are durable together or not at all.
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use super::{CF_META, Durability, Store, storage};
+use crate::domain::{Hash, Position};
+use crate::error::{Error, Result};
+use crate::format::merkle::{self, Frontier, NodeId};
+use crate::format::{RowWrite, chain, keys};
+
+/// The rows that store the nodes `leaves` complete when appended to `frontier` (which
+/// they advance).
+pub fn tree_writes(frontier: &mut Frontier, leaves: &[Hash]) -> Vec<RowWrite> {
+    let mut rows = Vec::with_capacity(leaves.len() + 8);
+    for leaf in leaves {
+        frontier.push(*leaf, &mut |id, hash| {
+            rows.push(RowWrite {
+                cf: CF_META,
+                key: keys::merkle_node_key(id).to_vec(),
+                value: Some(hash.0.to_vec()),
+            });
+        });
+    }
+    rows
+}
+
+/// A damaged or missing tree node: corruption at the last position it covers.
+fn bad_node(id: NodeId, reason: &str) -> Error {
+    Error::Corruption {
+        position: Position(id.end_leaf()),
+        reason: format!(
+            "Merkle tree node at level {} index {} (positions {} to {}) {reason}",
+            id.level,
+            id.index,
+            id.first_leaf() + 1,
+            id.end_leaf()
+        ),
+    }
+}
+
+impl Store {
+    /// Whether the Merkle tree covers the whole log (false for a ledger written before
+    /// the tree was kept, until it is built).
+    pub fn merkle_kept(&self) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_META), keys::META_MERKLE_KEPT)
+            .map_err(storage)?
+            .is_some())
+    }
+
+    /// The hash of a complete perfect subtree: a stored node, or for a leaf the hash of its
+    /// event's canonical bytes.
+    pub fn merkle_node(&self, id: NodeId) -> Result<Hash> {
+        if id.level == 0 {
+            let position = Position(id.index + 1);
+            let event = self
+                .event(position)?
+                .ok_or_else(|| bad_node(id, "is a leaf past the end of the log"))?;
+            return Ok(merkle::leaf_hash(&chain::canonical_bytes(&event)));
+        }
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_META), keys::merkle_node_key(id))
+            .map_err(storage)?
+            .ok_or_else(|| bad_node(id, "is missing"))?;
+        let bytes = <[u8; 32]>::try_from(raw.as_ref())
+            .map_err(|_| bad_node(id, &format!("has {} bytes, not 32", raw.len())))?;
+        Ok(Hash(bytes))
+    }
+
+    /// The tree's frontier at `size` leaves (what the writer appends to).
+    pub fn merkle_frontier(&self, size: u64) -> Result<Frontier> {
+        Frontier::load(size, &mut |id| self.merkle_node(id))
+    }
+
+    /// The first stored node that covers a leaf at or past `size`, if any: a tree of `size`
+    /// leaves has none.
+    pub fn merkle_node_beyond(&self, size: u64) -> Result<Option<NodeId>> {
+        for level in 1..64u8 {
+            let from = keys::merkle_node_key(NodeId {
+                level,
+                index: size >> level,
+            });
+            let mut rows = self.db.iterator_cf(
+                self.cf(CF_META),
+                IteratorMode::From(&from, Direction::Forward),
+            );
+            if let Some(row) = rows.next() {
+                let (key, _) = row.map_err(storage)?;
+                if let Some(id) = keys::decode_merkle_node_key(&key)
+                    && id.level == level
+                {
+                    return Ok(Some(id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Builds the tree of a ledger written before it was kept, from the log (the writer is
+    /// held): stores every node, then marks the tree kept. Interrupted, it starts over (the
+    /// same nodes are written again). `advance` is told each event hashed.
+    pub fn build_merkle(&self, head: Position, advance: &mut dyn FnMut(u64)) -> Result<()> {
+        const ROWS_PER_BATCH: usize = 65_536;
+        let mut frontier = Frontier::default();
+        let mut leaves = Vec::with_capacity(ROWS_PER_BATCH);
+        let mut flush = |leaves: &mut Vec<Hash>, frontier: &mut Frontier| -> Result<()> {
+            let rows = tree_writes(frontier, leaves);
+            advance(leaves.len() as u64);
+            leaves.clear();
+            self.write_rows(&rows, Durability::NoSync)
+        };
+        for event in self.events_from(Position(1)) {
+            let event = event?;
+            if event.position > head {
+                break;
+            }
+            leaves.push(merkle::leaf_hash(&chain::canonical_bytes(&event)));
+            if leaves.len() == ROWS_PER_BATCH {
+                flush(&mut leaves, &mut frontier)?;
+            }
+        }
+        flush(&mut leaves, &mut frontier)?;
+        assert_eq!(
+            frontier.size(),
+            head.0,
+            "the tree is built over the whole log"
+        );
+        let mut batch = WriteBatch::default();
+        // Nodes beyond the log (a damaged tree being rewritten) go.
+        for level in 1..64u8 {
+            let from = keys::merkle_node_key(NodeId {
+                level,
+                index: head.0 >> level,
+            });
+            let mut to = keys::merkle_node_key(NodeId { level, index: 0 });
+            to[7] = level + 1;
+            batch.delete_range_cf(self.cf(CF_META), from, to);
+        }
+        batch.put_cf(self.cf(CF_META), keys::META_MERKLE_KEPT, [1u8]);
+        if self.ledger_id()?.is_none() {
+            batch.put_cf(self.cf(CF_META), keys::META_LEDGER_ID, new_ledger_id()?);
+        }
+        self.write(batch, Durability::Sync)
+    }
+
+    /// The first stored node that differs from the tree recomputed from the log up to
+    /// `head` (missing, damaged or different), or one beyond it; `None` when the stored
+    /// tree is exactly the log's.
+    pub fn merkle_difference(&self, head: Position) -> Result<Option<String>> {
+        let mut frontier = Frontier::default();
+        let mut completed = Vec::new();
+        for event in self.events_from(Position(1)) {
+            let event = event?;
+            if event.position > head {
+                break;
+            }
+            let leaf = merkle::leaf_hash(&chain::canonical_bytes(&event));
+            frontier.push(leaf, &mut |id, hash| completed.push((id, hash)));
+            for (id, hash) in completed.drain(..) {
+                match self.merkle_node(id) {
+                    Ok(stored) if stored == hash => {}
+                    Ok(stored) => {
+                        return Ok(Some(format!(
+                            "Merkle tree node at level {} index {} is stored as {stored}, recomputed {hash} from the log",
+                            id.level, id.index
+                        )));
+                    }
+                    Err(Error::Corruption { reason, .. }) => return Ok(Some(reason)),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(self.merkle_node_beyond(head.0)?.map(|id| {
+            format!(
+                "the Merkle tree has a node at level {} index {} beyond the log's {head} events",
+                id.level, id.index
+            )
+        }))
+    }
+
+    /// Writes rows outside a commit (the tree of an older ledger).
+    fn write_rows(&self, rows: &[RowWrite], durability: Durability) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for row in rows {
+            match &row.value {
+                Some(value) => batch.put_cf(self.cf(row.cf), &row.key, value),
+                None => batch.delete_cf(self.cf(row.cf), &row.key),
+            }
+        }
+        self.write(batch, durability)
+    }
+
+    /// The ledger id (16 bytes), if it has one yet.
+    pub fn ledger_id(&self) -> Result<Option<[u8; 16]>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_META), keys::META_LEDGER_ID)
+            .map_err(storage)?;
+        raw.map(|bytes| {
+            <[u8; 16]>::try_from(bytes.as_ref()).map_err(|_| Error::Corruption {
+                position: Position(0),
+                reason: format!("the ledger id record has {} bytes, not 16", bytes.len()),
+            })
+        })
+        .transpose()
+    }
+
+    /// The origin set by `ordo config origin`, if any.
+    pub fn origin_setting(&self) -> Result<Option<String>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_META), keys::META_ORIGIN)
+            .map_err(storage)?;
+        raw.map(|bytes| {
+            String::from_utf8(bytes.to_vec()).map_err(|_| Error::Corruption {
+                position: Position(0),
+                reason: "the origin record is not UTF-8".to_owned(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the checkpoint origin durably.
+    pub fn set_origin(&self, origin: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_META), keys::META_ORIGIN, origin.as_bytes());
+        self.write(batch, Durability::Sync)
+    }
+}
+
+/// 16 random bytes from the operating system.
+pub(super) fn new_ledger_id() -> Result<[u8; 16]> {
+    let mut id = [0u8; 16];
+    getrandom::fill(&mut id)
+        .map_err(|e| Error::Storage(format!("cannot draw a random ledger id: {e}")))?;
+    Ok(id)
+}
