@@ -525,3 +525,62 @@ fn the_server_answers_proofs_as_the_cli_does_and_signs_with_its_key() {
         inclusion
     );
 }
+
+/// `python3 docs/verify_proof.py FILE [--verifier-key KEY]`: exit code and output.
+fn python_check(l: &TestLedger, value: &Value, key: Option<&str>) -> (Option<i32>, String) {
+    let file = l.file(
+        "for-python.json",
+        serde_json::to_string(value).expect("json"),
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/verify_proof.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script).arg(file);
+    if let Some(key) = key {
+        cmd.args(["--verifier-key", key]);
+    }
+    let out = cmd
+        .output()
+        .expect("python3 runs (scripts/test installs it when missing)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn the_python_verifier_in_the_docs_accepts_real_output_and_refuses_tampering() {
+    let l = generated(6);
+    // Text that JSON escapes: the verifier's canonical form must equal ordo's.
+    l.append(
+        "PY-1",
+        "order_placed",
+        r#"{"customer_id":"C-1","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price":5}],"shipping_address":"Straße \"7\"\n\u0001 東京\\"}"#,
+    );
+    l.append("PY-1", "note_added", r#"{"text":"tab\there"}"#);
+    let (key_file, verifier) = key(&l, "python.test");
+    let bundle = l.json(&["prove", "order", "PY-1", "--key", &key_file]);
+    let (exit, out) = python_check(&l, &bundle, Some(&verifier));
+    assert_eq!(exit, Some(0), "{out}");
+    assert!(
+        out.contains("2 events of order PY-1") && out.contains("verified by python.test"),
+        "{out}"
+    );
+    for value in [
+        l.json(&["checkpoint", "--key", &key_file]),
+        l.json(&["prove", "inclusion", "--position", "3"]),
+        l.json(&["prove", "consistency", "--old-size", "5"]),
+    ] {
+        let (exit, out) = python_check(&l, &value, None);
+        assert_eq!(exit, Some(0), "{value}: {out}");
+    }
+    let mut bad = bundle.clone();
+    bad["events"][0]["envelope"]["data"]["shipping_address"] = Value::from("elsewhere");
+    assert_eq!(python_check(&l, &bad, Some(&verifier)).0, Some(5));
+    let (_, other) = key(&l, "python.other");
+    assert_eq!(python_check(&l, &bundle, Some(&other)).0, Some(5));
+    let mut bad = l.json(&["prove", "consistency", "--old-size", "5"]);
+    bad["old_size"] = Value::from(4);
+    assert_eq!(python_check(&l, &bad, None).0, Some(5));
+}
