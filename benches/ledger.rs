@@ -12,7 +12,9 @@
 //!    in batches of the same size, fsync'ed;
 //! 2. rebuild of all projections vs a raw scan of the same records;
 //! 3. time travel: one order's state as of a random time; whole-ledger replays to random
-//!    times with and without snapshots;
+//!    times with and without snapshots; then the Merkle tree: hashing every leaf, building
+//!    the tree of the imported ledger, inclusion and consistency proofs and checkpoints at
+//!    the head (`ledger/proofs.rs`);
 //! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
 //!    raw single-writer fsync rate (the physical limit is writers x that rate);
 //! 5. the CLI as whole processes (`ordo state`, `ordo append`);
@@ -42,6 +44,9 @@ use ordo::format::keys::{event_id_key, event_key, order_index_key, order_state_k
 use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, Progress, import};
 use ordo::store::Access;
+
+#[path = "ledger/proofs.rs"]
+mod proofs;
 
 // The binary's allocator (src/main.rs), so that in-process figures are the binary's.
 #[global_allocator]
@@ -165,6 +170,8 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     rebuild(&ledger, &raw_dir, report)?;
     phase("time travel");
     time_travel(&ledger, args, report)?;
+    phase("Merkle tree and proofs");
+    proofs::proofs(&ledger, report)?;
     phase("concurrent appends");
     appends(&ledger, &raw_dir, args, report)?;
     drop(ledger);
