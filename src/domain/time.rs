@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How far `occurred_at` may lie after `recorded_at`: 5 minutes (product.md section 1).
@@ -69,13 +69,55 @@ impl Timestamp {
     }
 }
 
+/// Length of the text form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RFC3339_MICROS_BYTES: usize = 27;
+
+impl Timestamp {
+    /// The text form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, written without allocating: every
+    /// event's canonical bytes (the hash chain, the Merkle leaf) hold two of them, and
+    /// chrono's formatter was most of the cost of writing those bytes (docs/benchmarks.md).
+    pub fn rfc3339(self) -> [u8; RFC3339_MICROS_BYTES] {
+        let days = self.0.div_euclid(86_400_000_000);
+        let in_day = self.0.rem_euclid(86_400_000_000);
+        let (year, month, day) = civil_from_days(days);
+        let (secs, micros) = (in_day / 1_000_000, in_day % 1_000_000);
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        let mut put = |at: usize, digits: usize, mut value: i64| {
+            for i in (at..at + digits).rev() {
+                out[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, secs / 3600);
+        put(14, 2, secs / 60 % 60);
+        put(17, 2, secs % 60);
+        put(20, 6, micros);
+        out
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01, proleptic Gregorian (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            &self
-                .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Micros, true),
-        )
+        let text = self.rfc3339();
+        f.write_str(std::str::from_utf8(&text).expect("the text form is ASCII"))
     }
 }
 
@@ -106,7 +148,28 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        #[test]
+        fn the_direct_text_form_equals_chronos_for_every_instant(micros in MICROS_MIN..=MICROS_MAX) {
+            let t = Timestamp::from_micros(micros).expect("in range");
+            let chrono = t.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true);
+            proptest::prop_assert_eq!(t.to_string(), chrono);
+        }
+    }
+
+    #[test]
+    fn the_text_form_of_the_range_ends_and_the_epoch_is_exact() {
+        for micros in [MICROS_MIN, MICROS_MAX, 0, -1, 951_782_400_000_000] {
+            let t = Timestamp::from_micros(micros).expect("in range");
+            assert_eq!(
+                t.to_string(),
+                t.to_datetime().to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+    }
+
     use super::*;
+    use chrono::SecondsFormat;
 
     #[test]
     fn parses_rfc3339_with_offsets_and_bare_dates() {

@@ -37,24 +37,45 @@ pub fn canonical_bytes(event: &Event) -> Vec<u8> {
         .data
         .serialize_data(canonical::Writer::new(&mut out))
         .expect("event data are structs of strings, integers, options and lists");
+    // Ids and times are written from stack buffers: they need no escaping, and formatting
+    // them through `to_string` allocated three strings per event.
     key(&mut out, false, "event_id");
-    string(&mut out, &event.event_id.to_string());
+    quoted(
+        &mut out,
+        event
+            .event_id
+            .0
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     key(&mut out, false, "occurred_at");
-    string(&mut out, &event.occurred_at.to_string());
+    quoted(&mut out, event.occurred_at.rfc3339());
     key(&mut out, false, "order_id");
     string(&mut out, event.order_id.as_str());
     key(&mut out, false, "position");
-    out.extend_from_slice(event.position.0.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(event.position.0).as_bytes());
     key(&mut out, false, "recorded_at");
-    string(&mut out, &event.recorded_at.to_string());
+    quoted(&mut out, event.recorded_at.rfc3339());
     key(&mut out, false, "schema_version");
-    out.extend_from_slice(event.schema_version.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(event.schema_version).as_bytes());
     key(&mut out, false, "type");
     string(&mut out, event.event_type().as_str());
     key(&mut out, false, "version");
-    out.extend_from_slice(event.version.0.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(event.version.0).as_bytes());
     out.push(b'}');
     out
+}
+
+/// Text that needs no escaping (hex, digits, `-:.TZ`), in quotes.
+fn quoted(out: &mut Vec<u8>, text: impl AsRef<[u8]>) {
+    let text = text.as_ref();
+    debug_assert!(
+        text.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-:.".contains(b))
+    );
+    out.push(b'"');
+    out.extend_from_slice(text);
+    out.push(b'"');
 }
 
 fn string_or_null(out: &mut Vec<u8>, text: Option<&str>) {
