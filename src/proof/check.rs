@@ -200,15 +200,27 @@ fn open_note(note: &str, verifier: Option<&Verifier>) -> Result<(Body, Option<St
 
 fn check_note(text: &str, verifier: Option<&Verifier>) -> Result<Checked> {
     let (body, signature) = open_note(text, verifier)?;
-    Ok(Checked {
-        ok: true,
-        kind: "checkpoint",
-        tree_size: body.tree_size,
-        root_hash: body.root.to_hex(),
-        events: None,
-        origin: Some(body.origin),
-        signature,
-    })
+    Ok(body.checked("checkpoint", None, signature))
+}
+
+impl Body {
+    /// What a check of a checkpoint (or of a bundle proved against it) established.
+    fn checked(
+        self,
+        kind: &'static str,
+        events: Option<u64>,
+        signature: Option<String>,
+    ) -> Checked {
+        Checked {
+            ok: true,
+            kind,
+            tree_size: self.tree_size,
+            root_hash: self.root.to_hex(),
+            events,
+            origin: Some(self.origin),
+            signature,
+        }
+    }
 }
 
 /// A checkpoint's JSON fields must say what its note says.
@@ -237,15 +249,7 @@ fn checkpoint_body(c: &Checkpoint, verifier: Option<&Verifier>) -> Result<(Body,
 
 fn check_checkpoint(c: &Checkpoint, verifier: Option<&Verifier>) -> Result<Checked> {
     let (body, signature) = checkpoint_body(c, verifier)?;
-    Ok(Checked {
-        ok: true,
-        kind: "checkpoint",
-        tree_size: body.tree_size,
-        root_hash: body.root.to_hex(),
-        events: None,
-        origin: Some(body.origin),
-        signature,
-    })
+    Ok(body.checked("checkpoint", None, signature))
 }
 
 fn check_evidence(e: &Evidence, verifier: Option<&Verifier>) -> Result<Checked> {
@@ -293,13 +297,6 @@ fn check_evidence(e: &Evidence, verifier: Option<&Verifier>) -> Result<Checked> 
         )
         .map_err(|why| at(format!("position {position}: {why}")))?;
     }
-    Ok(Checked {
-        ok: true,
-        kind: "evidence",
-        tree_size: body.tree_size,
-        root_hash: body.root.to_hex(),
-        events: Some(e.events.len() as u64),
-        origin: Some(body.origin),
-        signature,
-    })
+    let events = Some(e.events.len() as u64);
+    Ok(body.checked("evidence", events, signature))
 }
