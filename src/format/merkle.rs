@@ -3,12 +3,13 @@
 //! leaves split at the largest power of two below `n`. Leaf `i` (tree index) is
 //! `canonical_bytes` of the event at position `i + 1`, the bytes the hash chain covers.
 //!
-//! What is stored: the hash of every *perfect* subtree of two or more leaves, once it is
-//! complete (`NodeId`: level `l` and index `i` cover leaves `[i·2^l, (i+1)·2^l)`). Such a
-//! node never changes again, and every subtree a proof or a root of any size needs is a
-//! handful of them (the binary decomposition of its range), so a proof costs O(log n) reads
-//! for every tree size up to the head. Leaves themselves are not stored: a level-0 node is
-//! recomputed from its event (at most one or two per proof).
+//! What is stored: the hash of every *perfect* subtree of `2^STORED_LEVEL_MIN` (16) or more
+//! leaves, once it is complete (`NodeId`: level `l` and index `i` cover leaves
+//! `[i·2^l, (i+1)·2^l)`). Such a node never changes again, and every subtree a proof or a
+//! root of any size needs is a handful of them (the binary decomposition of its range), so
+//! a proof costs O(log n) reads for every tree size up to the head. Smaller subtrees are
+//! recomputed from their events: a proof needs those of one 16-leaf tile at most, plus the
+//! tail of a tree whose size is not a multiple of 16.
 //!
 //! [`Frontier`] is the compact range of the whole tree (one hash per set bit of its size):
 //! the writer keeps it, appends leaves to it, and stores the nodes each append completes.
@@ -62,6 +63,12 @@ impl NodeId {
         (self.index + 1) << self.level
     }
 }
+
+/// The lowest level stored: subtrees of 16 leaves and more. Storing every level from 1 added
+/// a row to the commit for every event and cost bulk imports about a sixth of their speed
+/// (docs/benchmarks.md); from 4 up it is one row per 8 events, and a proof recomputes at
+/// most 16 leaves from a range read of the log.
+pub const STORED_LEVEL_MIN: u8 = 4;
 
 /// The largest power of two strictly below `n` (`n` ≥ 2): where RFC 9162 splits a tree.
 fn split(n: u64) -> u64 {
@@ -340,7 +347,8 @@ impl Frontier {
     }
 
     /// Appends a leaf (its hash); `completed` is told each subtree of two or more leaves
-    /// the append completes, smallest first: the nodes to store.
+    /// the append completes, smallest first (the store keeps those of
+    /// `STORED_LEVEL_MIN` and up).
     pub fn push(&mut self, leaf: Hash, completed: &mut impl FnMut(NodeId, Hash)) {
         let index = self.size;
         let mut hash = leaf;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::domain::{Event, Hash, Position, Timestamp, Version};
 use crate::error::{Error, Result};
 use crate::format::chain;
-use crate::format::merkle::{Frontier, NodeId};
+use crate::format::merkle::{Frontier, NodeId, STORED_LEVEL_MIN};
 use crate::store::Store;
 
 use crate::progress::Progress;
@@ -115,15 +115,9 @@ pub fn verify(store: &Store, progress: &dyn Progress) -> Result<VerifyReport> {
             ),
         )),
         Ok(head) => match walk.tree {
-            Some(_) => store.merkle_node_beyond(head.position.0)?.map(|id| {
-                (
-                    head.position,
-                    format!(
-                        "the Merkle tree has a node at level {} index {} beyond the log's {} events",
-                        id.level, id.index, head.position
-                    ),
-                )
-            }),
+            Some(_) => store
+                .merkle_node_beyond(head.position.0)?
+                .map(|reason| (head.position, reason)),
             None => None,
         },
     };
@@ -136,16 +130,11 @@ fn check_tree(store: &Store, tree: &mut Frontier, leaf: Hash) -> Result<Option<S
     let mut completed: Vec<(NodeId, Hash)> = Vec::new();
     tree.push(leaf, &mut |id, hash| completed.push((id, hash)));
     for (id, hash) in completed {
-        let stored = match store.merkle_node(id) {
-            Ok(stored) => stored,
-            Err(Error::Corruption { reason, .. }) => return Ok(Some(reason)),
-            Err(e) => return Err(e),
-        };
-        if stored != hash {
-            return Ok(Some(format!(
-                "Merkle tree node at level {} index {} is stored as {stored}, recomputed {hash} from the log",
-                id.level, id.index
-            )));
+        if id.level < STORED_LEVEL_MIN {
+            continue; // not stored: recomputed from the log whenever needed
+        }
+        if let Some(reason) = store.merkle_mismatch(id, &hash)? {
+            return Ok(Some(reason));
         }
     }
     Ok(None)

@@ -66,9 +66,9 @@ pub struct RebuildReport {
     pub matched: bool,
     /// Whether the rebuilt projections replaced the stored ones.
     pub swapped: bool,
-    /// Whether the stored Merkle tree equalled the one recomputed from the log (when not,
-    /// `--force` rewrote it).
-    pub tree_matched: bool,
+    /// Whether the Merkle tree was rewritten from the log (`--force`, or a ledger without
+    /// one).
+    pub tree_rebuilt: bool,
 }
 
 /// `state_after` of an audit entry.
@@ -326,7 +326,7 @@ impl Ledger {
                 live_digest: live.to_hex(),
                 matched,
                 swapped: true,
-                tree_matched: tree,
+                tree_rebuilt: tree,
             })
         })
     }
@@ -380,28 +380,15 @@ impl Ledger {
     }
 }
 
-/// Checks the stored Merkle tree against the log up to `head`; rewrites it from the log when
-/// it differs and `force` (or when the ledger has none). Returns whether it matched.
+/// With `force` (or for a ledger without a tree), rewrites the Merkle tree from the log up
+/// to `head`; returns whether it did. A rebuild of the projections does not read the tree
+/// otherwise: checking it costs a second pass over the log, and `verify` does that.
 fn rebuild_tree(store: &Store, head: Position, force: bool) -> Result<bool> {
-    let kept = store.merkle_kept()?;
-    let difference = if kept {
-        store.merkle_difference(head)?
-    } else {
-        Some("the ledger has no Merkle tree yet".to_owned())
-    };
-    match difference {
-        None => Ok(true),
-        Some(reason) if kept && !force => Err(Error::Corruption {
-            position: head,
-            reason: format!(
-                "{reason}; nothing was changed; `ordo rebuild --force` rewrites the tree from the log"
-            ),
-        }),
-        Some(_) => {
-            store.build_merkle(head, &mut |_| {})?;
-            Ok(false)
-        }
+    if force || !store.merkle_kept()? {
+        store.build_merkle(head, &mut |_| {})?;
+        return Ok(true);
     }
+    Ok(false)
 }
 
 fn verifies(previous: &Hash, event: &Event) -> bool {

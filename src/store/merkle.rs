@@ -8,15 +8,18 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 use super::{CF_META, Durability, Store, storage};
 use crate::domain::{Hash, Position};
 use crate::error::{Error, Result};
-use crate::format::merkle::{self, Frontier, NodeId};
+use crate::format::merkle::{self, Frontier, NodeId, STORED_LEVEL_MIN};
 use crate::format::{RowWrite, chain, keys};
 
 /// The rows that store the nodes `leaves` complete when appended to `frontier` (which
-/// they advance).
+/// they advance): those of `STORED_LEVEL_MIN` and up.
 pub fn tree_writes(frontier: &mut Frontier, leaves: &[Hash]) -> Vec<RowWrite> {
-    let mut rows = Vec::with_capacity(leaves.len() + 8);
+    let mut rows = Vec::with_capacity(leaves.len() / 8 + 8);
     for leaf in leaves {
         frontier.push(*leaf, &mut |id, hash| {
+            if id.level < STORED_LEVEL_MIN {
+                return;
+            }
             rows.push(RowWrite {
                 cf: CF_META,
                 key: keys::merkle_node_key(id).to_vec(),
@@ -52,15 +55,23 @@ impl Store {
             .is_some())
     }
 
-    /// The hash of a complete perfect subtree: a stored node, or for a leaf the hash of its
-    /// event's canonical bytes.
+    /// The hash of a complete perfect subtree: a stored node, or below `STORED_LEVEL_MIN`
+    /// recomputed from its events (at most 8, read as one range).
     pub fn merkle_node(&self, id: NodeId) -> Result<Hash> {
-        if id.level == 0 {
-            let position = Position(id.index + 1);
-            let event = self
-                .event(position)?
-                .ok_or_else(|| bad_node(id, "is a leaf past the end of the log"))?;
-            return Ok(merkle::leaf_hash(&chain::canonical_bytes(&event)));
+        if id.level < STORED_LEVEL_MIN {
+            let width = id.end_leaf() - id.first_leaf();
+            let mut subtree = Frontier::default();
+            for event in self
+                .events_from(Position(id.first_leaf() + 1))
+                .take(width as usize)
+            {
+                let leaf = merkle::leaf_hash(&chain::canonical_bytes(&event?));
+                subtree.push(leaf, &mut |_, _| {});
+            }
+            if subtree.size() != width {
+                return Err(bad_node(id, "covers events past the end of the log"));
+            }
+            return Ok(subtree.root());
         }
         let raw = self
             .db
@@ -77,10 +88,10 @@ impl Store {
         Frontier::load(size, &mut |id| self.merkle_node(id))
     }
 
-    /// The first stored node that covers a leaf at or past `size`, if any: a tree of `size`
-    /// leaves has none.
-    pub fn merkle_node_beyond(&self, size: u64) -> Result<Option<NodeId>> {
-        for level in 1..64u8 {
+    /// What is wrong when a stored node covers a leaf at or past `size` (a tree of `size`
+    /// leaves has none), naming the first such node.
+    pub fn merkle_node_beyond(&self, size: u64) -> Result<Option<String>> {
+        for level in STORED_LEVEL_MIN..64u8 {
             let from = keys::merkle_node_key(NodeId {
                 level,
                 index: size >> level,
@@ -94,7 +105,10 @@ impl Store {
                 if let Some(id) = keys::decode_merkle_node_key(&key)
                     && id.level == level
                 {
-                    return Ok(Some(id));
+                    return Ok(Some(format!(
+                        "the Merkle tree has a node at level {level} index {} beyond the log's {size} events",
+                        id.index
+                    )));
                 }
             }
         }
@@ -105,26 +119,40 @@ impl Store {
     /// held): stores every node, then marks the tree kept. Interrupted, it starts over (the
     /// same nodes are written again). `advance` is told each event hashed.
     pub fn build_merkle(&self, head: Position, advance: &mut dyn FnMut(u64)) -> Result<()> {
-        const ROWS_PER_BATCH: usize = 65_536;
+        // Leaves hashed per message from the reading thread, and nodes written per batch.
+        const LEAVES_PER_CHUNK: usize = 16_384;
+        const CHUNKS_QUEUED_MAX: usize = 4;
         let mut frontier = Frontier::default();
-        let mut leaves = Vec::with_capacity(ROWS_PER_BATCH);
-        let mut flush = |leaves: &mut Vec<Hash>, frontier: &mut Frontier| -> Result<()> {
-            let rows = tree_writes(frontier, leaves);
-            advance(leaves.len() as u64);
-            leaves.clear();
-            self.write_rows(&rows, Durability::NoSync)
-        };
-        for event in self.events_from(Position(1)) {
-            let event = event?;
-            if event.position > head {
-                break;
+        // Two stages on the two cores: one thread reads, decodes and hashes the leaves;
+        // this one completes the nodes and writes them.
+        std::thread::scope(|scope| -> Result<()> {
+            let (chunks, received) = std::sync::mpsc::sync_channel(CHUNKS_QUEUED_MAX);
+            let reader = scope.spawn(move || -> Result<()> {
+                let mut leaves = Vec::with_capacity(LEAVES_PER_CHUNK);
+                for event in self.events_from(Position(1)) {
+                    let event = event?;
+                    if event.position > head {
+                        break;
+                    }
+                    leaves.push(merkle::leaf_hash(&chain::canonical_bytes(&event)));
+                    if leaves.len() == LEAVES_PER_CHUNK
+                        && chunks.send(std::mem::take(&mut leaves)).is_err()
+                    {
+                        return Ok(()); // the writer stopped; its error is the one to report
+                    }
+                }
+                let _ = chunks.send(leaves);
+                Ok(())
+            });
+            for leaves in received {
+                let rows = tree_writes(&mut frontier, &leaves);
+                advance(leaves.len() as u64);
+                self.write_rows(&rows, Durability::NoSync)?;
             }
-            leaves.push(merkle::leaf_hash(&chain::canonical_bytes(&event)));
-            if leaves.len() == ROWS_PER_BATCH {
-                flush(&mut leaves, &mut frontier)?;
-            }
-        }
-        flush(&mut leaves, &mut frontier)?;
+            reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         assert_eq!(
             frontier.size(),
             head.0,
@@ -132,7 +160,7 @@ impl Store {
         );
         let mut batch = WriteBatch::default();
         // Nodes beyond the log (a damaged tree being rewritten) go.
-        for level in 1..64u8 {
+        for level in STORED_LEVEL_MIN..64u8 {
             let from = keys::merkle_node_key(NodeId {
                 level,
                 index: head.0 >> level,
@@ -148,39 +176,17 @@ impl Store {
         self.write(batch, Durability::Sync)
     }
 
-    /// The first stored node that differs from the tree recomputed from the log up to
-    /// `head` (missing, damaged or different), or one beyond it; `None` when the stored
-    /// tree is exactly the log's.
-    pub fn merkle_difference(&self, head: Position) -> Result<Option<String>> {
-        let mut frontier = Frontier::default();
-        let mut completed = Vec::new();
-        for event in self.events_from(Position(1)) {
-            let event = event?;
-            if event.position > head {
-                break;
-            }
-            let leaf = merkle::leaf_hash(&chain::canonical_bytes(&event));
-            frontier.push(leaf, &mut |id, hash| completed.push((id, hash)));
-            for (id, hash) in completed.drain(..) {
-                match self.merkle_node(id) {
-                    Ok(stored) if stored == hash => {}
-                    Ok(stored) => {
-                        return Ok(Some(format!(
-                            "Merkle tree node at level {} index {} is stored as {stored}, recomputed {hash} from the log",
-                            id.level, id.index
-                        )));
-                    }
-                    Err(Error::Corruption { reason, .. }) => return Ok(Some(reason)),
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(self.merkle_node_beyond(head.0)?.map(|id| {
-            format!(
-                "the Merkle tree has a node at level {} index {} beyond the log's {head} events",
+    /// Why the stored node `id` is not `hash` (missing, damaged or different), if it is not.
+    pub fn merkle_mismatch(&self, id: NodeId, hash: &Hash) -> Result<Option<String>> {
+        match self.merkle_node(id) {
+            Ok(stored) if stored == *hash => Ok(None),
+            Ok(stored) => Ok(Some(format!(
+                "Merkle tree node at level {} index {} is stored as {stored}, recomputed {hash} from the log",
                 id.level, id.index
-            )
-        }))
+            ))),
+            Err(Error::Corruption { reason, .. }) => Ok(Some(reason)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes rows outside a commit (the tree of an older ledger).

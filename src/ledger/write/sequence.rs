@@ -62,11 +62,15 @@ pub(super) fn sequence(
     };
     // A dry run of input without hashes never needs them (nothing is written and no
     // input hash is compared): skipping the chain halves its cost per event.
+    // The leaf hash is only for commits (a dry run of `--preserve` input checks hashes but
+    // stores no tree).
     let mut leaf = None;
-    if chained || new.preserved.is_some() {
+    if chained {
         let (hash, leaf_hash) = chain::chain_and_leaf(&head.hash, &event);
         event.hash = hash;
         leaf = Some(leaf_hash);
+    } else if new.preserved.is_some() {
+        event.hash = chain::chain(&head.hash, &event);
     }
     if let Some(p) = new.preserved
         && p.hash != event.hash
