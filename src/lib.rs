@@ -12,7 +12,10 @@
 //! - [`ledger`]: the public API: open, append (through the sequencer), read, verify.
 //! - [`projection`]: the aggregate projections and queries, as pure folds.
 //! - [`replay`]: the whole ledger at a point in time, from the nearest snapshot.
+//! - [`proof`]: Merkle proofs, signed checkpoints and evidence bundles in public formats,
+//!   and their offline check. No I/O.
 //! - [`server`]: `ordo serve`, the HTTP API, live subscriptions and metrics (axum).
+//! - [`relay`]: committed events into NATS JetStream, exactly once (`ordo relay`).
 //! - [`generate`]: deterministic realistic workloads.
 //! - [`progress`]: how long work reports its progress.
 //! - `cli` (binary only): parses arguments and prints.
@@ -25,6 +28,7 @@ pub mod ledger;
 pub mod progress;
 pub mod projection;
 pub mod proof;
+pub mod relay;
 pub mod replay;
 pub mod server;
 pub mod store;

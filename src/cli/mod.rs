@@ -7,6 +7,7 @@ mod output;
 mod proof;
 mod read;
 mod recover;
+mod relay;
 mod remote;
 mod serve;
 mod whole_ledger;
@@ -95,6 +96,9 @@ enum Command {
     /// offline check of any of them.
     #[command(subcommand)]
     Prove(proof::Prove),
+    /// Relay every committed event, exactly once and in position order, into a NATS
+    /// JetStream stream (sequence = position) for replicas and other services.
+    Relay(relay::RelayArgs),
     /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
     Serve(serve::ServeArgs),
     /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
@@ -182,6 +186,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => proof::keygen(cli, args, out),
         Command::Checkpoint(args) => proof::checkpoint(cli, args, out),
         Command::Prove(prove) => proof::prove(cli, prove, out),
+        Command::Relay(args) => relay::relay(cli, args),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Recover(args) => recover::recover(cli, args, out),
         Command::Completions { shell } => {

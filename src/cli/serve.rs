@@ -30,6 +30,16 @@ pub struct ServeArgs {
     /// Sign checkpoints and evidence bundles with this key (`ordo keygen`; owner-only file).
     #[arg(long, value_name = "FILE")]
     key: Option<std::path::PathBuf>,
+    /// Also relay every commit into NATS JetStream at this URL (as `ordo relay` does), woken
+    /// by commits.
+    #[arg(long, value_name = "URL")]
+    relay: Option<String>,
+    /// The relay's stream.
+    #[arg(long, default_value = ordo::relay::STREAM_DEFAULT, value_name = "NAME", requires = "relay")]
+    relay_stream: String,
+    /// The relay's stream replicas when it is created.
+    #[arg(long, default_value_t = 1, value_name = "R", requires = "relay")]
+    relay_replicas: usize,
 }
 
 pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
@@ -61,6 +71,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         .map(ordo::server::read_signing_key)
         .transpose()?
         .map(std::sync::Arc::new);
+    let relay = match &args.relay {
+        Some(url) => {
+            let relay = super::relay::options(url, &args.relay_stream, args.relay_replicas)?;
+            let stats = std::sync::Arc::new(ordo::relay::RelayStats::default());
+            options.relay = Some(stats.clone());
+            Some((relay, stats))
+        }
+        None => None,
+    };
     // Refused before the ledger is opened (and so perhaps created).
     options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,7 +98,21 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
             server.url(),
             cli.data_dir.display()
         );
+        let (stop_relay, relay_stopping) = tokio::sync::watch::channel(false);
+        let relaying = relay.map(|(relay, stats)| {
+            let source = ordo::relay::Source::Serving(server.ledger());
+            tokio::spawn(async move {
+                if let Err(e) = ordo::relay::run(source, relay, stats, relay_stopping).await {
+                    // The server goes on serving; the relay's lag in /metrics keeps growing.
+                    tracing::error!("the relay stopped: {e}");
+                }
+            })
+        });
         server.run(ordo::server::shutdown_signal()).await?;
+        let _ = stop_relay.send(true);
+        if let Some(relaying) = relaying {
+            let _ = relaying.await;
+        }
         let _ = writeln!(
             std::io::stderr(),
             "ordo serve: stopped; every acknowledged append is durable"

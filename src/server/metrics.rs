@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text. Requests by route and status, append latency, events
-//! appended, subscribers, and the writer's own counters read at scrape time (commits, events
-//! per commit: how well group commit combines concurrent requests).
+//! appended, subscribers, the writer's own counters read at scrape time (commits, events
+//! per commit: how well group commit combines concurrent requests), and with `--relay` the
+//! relay's lag and events published.
 
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ use tokio::sync::watch;
 
 use crate::domain::Position;
 use crate::ledger::Ledger;
+use crate::relay::RelayStats;
+use std::sync::atomic::Ordering;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -92,9 +95,37 @@ impl Collector for Writer {
     }
 }
 
+/// The relay's counters (`serve --relay`), read when scraped.
+#[derive(Debug)]
+struct Relay(Arc<RelayStats>);
+
+impl Collector for Relay {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let published = ConstCounter::new(self.0.published.load(Ordering::Relaxed));
+        published.encode(encoder.encode_descriptor(
+            "ordo_relay_published_events",
+            "Events the relay published and the stream acknowledged",
+            None,
+            published.metric_type(),
+        )?)?;
+        let lag = ConstGauge::new(self.0.lag() as i64);
+        lag.encode(encoder.encode_descriptor(
+            "ordo_relay_lag_positions",
+            "Committed positions not yet acknowledged by the stream",
+            None,
+            lag.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
 impl Metrics {
-    /// Metrics for a server over `ledger`.
-    pub fn new(ledger: Arc<Ledger>, committed: watch::Receiver<Position>) -> Metrics {
+    /// Metrics for a server over `ledger` (and its relay, if it runs one).
+    pub fn new(
+        ledger: Arc<Ledger>,
+        committed: watch::Receiver<Position>,
+        relay: Option<Arc<RelayStats>>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -128,6 +159,9 @@ impl Metrics {
             subscribers_dropped.clone(),
         );
         registry.register_collector(Box::new(Writer { ledger, committed }));
+        if let Some(relay) = relay {
+            registry.register_collector(Box::new(Relay(relay)));
+        }
         Metrics {
             registry,
             requests,

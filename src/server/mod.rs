@@ -70,6 +70,8 @@ pub struct ServeOptions {
     pub origins: Origins,
     /// The key that signs checkpoints and evidence bundles (`serve --key`).
     pub signer: Option<Arc<Signer>>,
+    /// The counters of a relay running beside the server (`serve --relay`), for metrics.
+    pub relay: Option<Arc<crate::relay::RelayStats>>,
 }
 
 impl ServeOptions {
@@ -82,6 +84,7 @@ impl ServeOptions {
             limits: Limits::default(),
             origins: Origins::default(),
             signer: None,
+            relay: None,
         }
     }
 
@@ -240,7 +243,7 @@ impl Server {
         let url = format!("http://{addr}");
         ledger.store().announce_server(&url)?;
         let (stop, shutdown) = watch::channel(false);
-        let metrics = Metrics::new(ledger.clone(), committed);
+        let metrics = Metrics::new(ledger.clone(), committed, options.relay.clone());
         let app = Arc::new(App {
             ledger,
             metrics,
@@ -264,6 +267,11 @@ impl Server {
     /// The server's base URL (`http://ADDR`), with the port actually bound.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The ledger it serves (for a relay beside it).
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.app.ledger.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, ends subscriptions, lets

@@ -281,6 +281,17 @@ impl Store {
         self.db.write(probe).is_err()
     }
 
+    /// Catches a reader up with the commits its writer made since it opened: true for a
+    /// secondary instance (opened beside a writer); false for a read-only instance, which
+    /// keeps seeing the ledger as it was when it opened (reopen it instead).
+    pub fn catch_up(&self) -> Result<bool> {
+        if self._secondary.is_none() {
+            return Ok(false);
+        }
+        self.db.try_catch_up_with_primary().map_err(storage)?;
+        Ok(true)
+    }
+
     /// Whether `path` holds a ledger (a RocksDB database: its `CURRENT` file).
     pub fn exists(path: &Path) -> bool {
         path.join("CURRENT").is_file()
