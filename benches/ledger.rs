@@ -14,7 +14,9 @@
 //! 3. time travel: one order's state as of a random time; whole-ledger replays to random
 //!    times with and without snapshots; then the Merkle tree: hashing every leaf, building
 //!    the tree of the imported ledger, inclusion and consistency proofs and checkpoints at
-//!    the head (`ledger/proofs.rs`);
+//!    the head (`ledger/proofs.rs`); the relay's catch-up of a fresh JetStream stream with
+//!    the whole ledger, against the import's rate (`ledger/relay.rs`, when
+//!    `ORDO_NATS_SERVER` names a nats-server);
 //! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
 //!    raw single-writer fsync rate (the physical limit is writers x that rate);
 //! 5. the CLI as whole processes (`ordo state`, `ordo append`);
@@ -47,6 +49,8 @@ use ordo::store::Access;
 
 #[path = "ledger/proofs.rs"]
 mod proofs;
+#[path = "ledger/relay.rs"]
+mod relay;
 
 // The binary's allocator (src/main.rs), so that in-process figures are the binary's.
 #[global_allocator]
@@ -172,6 +176,8 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     time_travel(&ledger, args, report)?;
     phase("Merkle tree and proofs");
     proofs::proofs(&ledger, report)?;
+    phase("relay into NATS JetStream");
+    relay::relay(&ledger_dir, dir, ledger.head()?.position.0, report)?;
     phase("concurrent appends");
     appends(&ledger, &raw_dir, args, report)?;
     drop(ledger);

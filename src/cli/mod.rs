@@ -3,6 +3,7 @@
 //! strings; `TimeArgs::filter` and friends turn them into domain values once).
 
 mod backend;
+mod follow;
 mod output;
 mod proof;
 mod read;
@@ -83,7 +84,7 @@ enum Command {
     /// Create, list and prune snapshots of the projections.
     #[command(subcommand)]
     Snapshot(whole_ledger::Snapshot),
-    /// Show or change a ledger setting (snapshot_every, origin).
+    /// Show or change a ledger setting (snapshot_every, origin, replica_of).
     Config(whole_ledger::ConfigArgs),
     /// Rebuild every projection from the log, compare by digest, swap atomically.
     Rebuild(whole_ledger::RebuildArgs),
@@ -99,6 +100,9 @@ enum Command {
     /// Relay every committed event, exactly once and in position order, into a NATS
     /// JetStream stream (sequence = position) for replicas and other services.
     Relay(relay::RelayArgs),
+    /// Be a read replica: follow a leader's JetStream stream into this ledger directory
+    /// (same positions, times and hashes), optionally serving the read API.
+    Follow(follow::FollowArgs),
     /// Serve the ledger over HTTP: appends, reads, queries, live subscriptions, metrics.
     Serve(serve::ServeArgs),
     /// Open a ledger whose write-ahead log is damaged, keeping what can be read up to the
@@ -187,6 +191,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Checkpoint(args) => proof::checkpoint(cli, args, out),
         Command::Prove(prove) => proof::prove(cli, prove, out),
         Command::Relay(args) => relay::relay(cli, args),
+        Command::Follow(args) => follow::follow(cli, args),
         Command::Serve(args) => serve::serve(cli, args),
         Command::Recover(args) => recover::recover(cli, args, out),
         Command::Completions { shell } => {

@@ -75,7 +75,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         Some(url) => {
             let relay = super::relay::options(url, &args.relay_stream, args.relay_replicas)?;
             let stats = std::sync::Arc::new(ordo::relay::RelayStats::default());
-            options.relay = Some(stats.clone());
+            options.beside.relay = Some(stats.clone());
             Some((relay, stats))
         }
         None => None,

@@ -342,7 +342,7 @@ pub fn snapshot(cli: &Cli, cmd: &Snapshot, out: &mut dyn Write) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct ConfigArgs {
-    /// The setting to show or change (snapshot_every, origin).
+    /// The setting to show or change (snapshot_every, origin, replica_of).
     key: Option<String>,
     /// Its new value.
     value: Option<String>,
@@ -351,10 +351,32 @@ pub struct ConfigArgs {
 pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
     let dir = Backend::of(cli)?.local("config")?.to_owned();
     match (&args.key, &args.value) {
-        (Some(key), _) if key != "snapshot_every" && key != "origin" => Err(invalid(format!(
-            "unknown setting {key:?}; the settings are: snapshot_every, origin"
-        ))
-        .into()),
+        (Some(key), _) if !["snapshot_every", "origin", "replica_of"].contains(&key.as_str()) => {
+            Err(invalid(format!(
+                "unknown setting {key:?}; the settings are: snapshot_every, origin, replica_of"
+            ))
+            .into())
+        }
+        (Some(key), Some(value)) if key == "replica_of" => {
+            // Set only by `ordo follow`; here it can only be cleared, promoting a replica
+            // whose leader is lost to a writer of its own (docs/scale-out.md).
+            if value != "none" {
+                return Err(invalid(format!(
+                    "replica_of can only be set to none here (promoting the replica); `ordo follow` sets it, got {value:?}"
+                ))
+                .into());
+            }
+            open_writer(&dir)?.set_replica_of(None)?;
+            output::object(out, cli.format, &json!({ "replica_of": null }))
+        }
+        (Some(key), None) if key == "replica_of" => {
+            let ledger = Ledger::open(&dir, Access::ReadOnly)?;
+            output::object(
+                out,
+                cli.format,
+                &json!({ "replica_of": ledger.replica_of() }),
+            )
+        }
         (Some(key), Some(value)) if key == "origin" => {
             let ledger = open_writer(&dir)?;
             ledger.set_origin(value.clone())?;

@@ -151,6 +151,9 @@ pub const META_MERKLE_KEPT: &[u8] = b"merkle_kept";
 pub const META_LEDGER_ID: &[u8] = b"ledger_id";
 /// `meta` key of the checkpoint origin set by `ordo config origin` (value: UTF-8).
 pub const META_ORIGIN: &[u8] = b"origin";
+/// `meta` key present on a read replica (`ordo follow`): the leader's stream and server
+/// (value: UTF-8), named when the replica refuses an append.
+pub const META_REPLICA_OF: &[u8] = b"replica_of";
 
 /// `meta` key of a Merkle tree node: `merkle/`, the level (1 byte), the index (8 bytes
 /// big-endian). The value is the node's 32-byte hash.

@@ -109,8 +109,9 @@ pub fn import(
             options.batch_events
         )));
     }
+    ledger.appender()?;
     let lines = validate(ledger, path, options, progress)?;
-    let sequencer = ledger.sequencer()?;
+    let sequencer = ledger.appender()?;
     let chain = Chain::default();
     let mut result = BatchResult::default();
     // Batches submitted and not yet acknowledged: while the writer commits one, this thread

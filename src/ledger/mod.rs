@@ -50,6 +50,9 @@ fn max_occurred_at(totals: &[u8]) -> Result<Option<crate::domain::Timestamp>> {
 pub struct Ledger {
     store: Arc<Store>,
     sequencer: Option<Sequencer>,
+    /// The leader this ledger is a read replica of (`ordo follow`), read at open: its own
+    /// appends are refused, naming it.
+    replica_of: Option<String>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -114,7 +117,12 @@ impl Ledger {
             }
             Access::ReadOnly => None,
         };
-        Ok(Ledger { store, sequencer })
+        let replica_of = store.replica_of()?;
+        Ok(Ledger {
+            store,
+            sequencer,
+            replica_of,
+        })
     }
 
     /// The underlying store (reads only; writes go through the sequencer).
@@ -133,16 +141,55 @@ impl Ledger {
         })
     }
 
+    /// The writer for new events: refused on a read replica, whose events come only from
+    /// its leader's stream.
+    pub(super) fn appender(&self) -> Result<&Sequencer> {
+        if let Some(leader) = &self.replica_of {
+            return Err(Error::InvalidInput(format!(
+                "this ledger is a read replica following {leader}; append to its leader (or promote it: `ordo config replica_of none`)"
+            )));
+        }
+        self.sequencer()
+    }
+
+    /// The leader this ledger is a read replica of, if it is one.
+    pub fn replica_of(&self) -> Option<&str> {
+        self.replica_of.as_deref()
+    }
+
+    /// Marks the ledger as a read replica of `leader` (its appends are then refused, from
+    /// the next open), or with `None` promotes it to a writer of its own.
+    pub fn set_replica_of(&self, leader: Option<String>) -> Result<()> {
+        self.sequencer()?
+            .exclusive(move |store: &Store| store.set_replica_of(leader.as_deref()))
+    }
+
+    /// Appends events a replica received from its leader's stream, in one durable commit:
+    /// each carries its position, times and hash (`import --preserve`), and the batch is
+    /// refused whole unless it continues this ledger exactly.
+    pub fn replicate(&self, events: Vec<(u64, NewEvent)>) -> Result<Vec<AppendResult>> {
+        assert!(
+            events.iter().all(|(_, e)| e.preserved.is_some()),
+            "a replica stores its leader's events as they are"
+        );
+        self.sequencer()?.submit(
+            events
+                .into_iter()
+                .map(|(line, e)| (Some(line), e))
+                .collect(),
+        )
+    }
+
     /// Appends one event and waits until it is durable.
     pub fn append(&self, event: NewEvent) -> Result<AppendResult> {
-        let mut results = self.sequencer()?.submit(vec![(None, event)])?;
+        let mut results = self.appender()?.submit(vec![(None, event)])?;
         Ok(results.pop().expect("one event submitted, one result"))
     }
 
     /// Appends a batch atomically (all or none) in one durable commit. Each event carries
     /// its input line number for error messages.
     pub fn append_batch(&self, events: Vec<(u64, NewEvent)>) -> Result<Vec<AppendResult>> {
-        self.sequencer()?.submit(
+        self.appender()?.submit(
             events
                 .into_iter()
                 .map(|(line, e)| (Some(line), e))

@@ -1,5 +1,6 @@
 //! `ordo relay` (product.md section 10): every committed event, in position order, exactly
-//! once, into a NATS JetStream stream whose sequence is the ledger position.
+//! once, into a NATS JetStream stream whose sequence is the ledger position; and
+//! [`follow`], the read replica that consumes it.
 //!
 //! Exactly once rests on the stream, not on state the relay keeps: each publish states the
 //! sequence it expects before it (`Nats-Expected-Last-Sequence` = position - 1) and carries
@@ -14,6 +15,7 @@
 //! one connection). The relay reads only committed events: the ledger's own reads see an
 //! event only after its commit was durable.
 
+pub mod follow;
 pub mod subject;
 
 use std::collections::VecDeque;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use crate::domain::Position;
 use crate::ledger::Ledger;
 use crate::relay::RelayStats;
+use crate::relay::follow::FollowStats;
 use std::sync::atomic::Ordering;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -119,12 +120,45 @@ impl Collector for Relay {
     }
 }
 
+/// A replica's counters (`follow --listen`), read when scraped.
+#[derive(Debug)]
+struct Replica(Arc<FollowStats>);
+
+impl Collector for Replica {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let consumed = ConstCounter::new(self.0.consumed.load(Ordering::Relaxed));
+        consumed.encode(encoder.encode_descriptor(
+            "ordo_replica_consumed_events",
+            "Events the replica consumed from its leader's stream and stored",
+            None,
+            consumed.metric_type(),
+        )?)?;
+        let lag = ConstGauge::new(self.0.lag.load(Ordering::Relaxed) as i64);
+        lag.encode(encoder.encode_descriptor(
+            "ordo_replica_lag_positions",
+            "Messages in the leader's stream the replica has not stored yet",
+            None,
+            lag.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// What runs beside the server and reports through its metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Beside {
+    /// A relay (`serve --relay`).
+    pub relay: Option<Arc<RelayStats>>,
+    /// A replica's follower (`follow --listen`).
+    pub replica: Option<Arc<FollowStats>>,
+}
+
 impl Metrics {
-    /// Metrics for a server over `ledger` (and its relay, if it runs one).
+    /// Metrics for a server over `ledger`, and what runs beside it.
     pub fn new(
         ledger: Arc<Ledger>,
         committed: watch::Receiver<Position>,
-        relay: Option<Arc<RelayStats>>,
+        beside: &Beside,
     ) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -159,8 +193,11 @@ impl Metrics {
             subscribers_dropped.clone(),
         );
         registry.register_collector(Box::new(Writer { ledger, committed }));
-        if let Some(relay) = relay {
-            registry.register_collector(Box::new(Relay(relay)));
+        if let Some(relay) = &beside.relay {
+            registry.register_collector(Box::new(Relay(relay.clone())));
+        }
+        if let Some(replica) = &beside.replica {
+            registry.register_collector(Box::new(Replica(replica.clone())));
         }
         Metrics {
             registry,

@@ -31,7 +31,7 @@ use crate::proof::note::Signer;
 
 pub use guard::Origins;
 pub use listen::{CONNECTIONS_MAX, Limits};
-pub use metrics::Metrics;
+pub use metrics::{Beside, Metrics};
 
 /// Where `ordo serve` listens unless told otherwise.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7411";
@@ -70,8 +70,9 @@ pub struct ServeOptions {
     pub origins: Origins,
     /// The key that signs checkpoints and evidence bundles (`serve --key`).
     pub signer: Option<Arc<Signer>>,
-    /// The counters of a relay running beside the server (`serve --relay`), for metrics.
-    pub relay: Option<Arc<crate::relay::RelayStats>>,
+    /// The counters of a relay (`serve --relay`) or replica (`follow --listen`) running
+    /// beside the server, for its metrics.
+    pub beside: Beside,
 }
 
 impl ServeOptions {
@@ -84,7 +85,7 @@ impl ServeOptions {
             limits: Limits::default(),
             origins: Origins::default(),
             signer: None,
-            relay: None,
+            beside: Beside::default(),
         }
     }
 
@@ -243,7 +244,7 @@ impl Server {
         let url = format!("http://{addr}");
         ledger.store().announce_server(&url)?;
         let (stop, shutdown) = watch::channel(false);
-        let metrics = Metrics::new(ledger.clone(), committed, options.relay.clone());
+        let metrics = Metrics::new(ledger.clone(), committed, &options.beside);
         let app = Arc::new(App {
             ledger,
             metrics,

@@ -1,11 +1,12 @@
-//! Records in `meta` besides the head: the ledger's settings (`ordo config`) and the
-//! generic record reader the others use.
+//! Records in `meta` besides the head: the ledger's settings (`ordo config`), the replica
+//! marker (`ordo follow`), and the generic record reader the others use.
 
 use rocksdb::{Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{CF_META, Durability, Store, decode, read_options, storage};
-use crate::error::Result;
+use crate::domain::Position;
+use crate::error::{Error, Result};
 use crate::format::{codec, keys};
 
 /// Ledger settings, shown and changed by `ordo config`.
@@ -55,6 +56,33 @@ impl Store {
             keys::META_SETTINGS,
             codec::encode_record(settings),
         );
+        self.write(batch, Durability::Sync)
+    }
+
+    /// The leader this ledger is a read replica of, if it is one.
+    pub fn replica_of(&self) -> Result<Option<String>> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_META), keys::META_REPLICA_OF)
+            .map_err(storage)?;
+        raw.map(|bytes| {
+            String::from_utf8(bytes.to_vec()).map_err(|_| Error::Corruption {
+                position: Position(0),
+                reason: "the replica_of record is not UTF-8".to_owned(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks the ledger as a read replica of `leader`, or (`None`) promotes it to a writer.
+    pub fn set_replica_of(&self, leader: Option<&str>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        match leader {
+            Some(leader) => {
+                batch.put_cf(self.cf(CF_META), keys::META_REPLICA_OF, leader.as_bytes())
+            }
+            None => batch.delete_cf(self.cf(CF_META), keys::META_REPLICA_OF),
+        }
         self.write(batch, Durability::Sync)
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod in_process;
+pub mod nats;
 pub mod served;
 
 use std::path::{Path, PathBuf};
