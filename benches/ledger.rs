@@ -175,7 +175,7 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     phase("time travel");
     time_travel(&ledger, args, report)?;
     phase("Merkle tree and proofs");
-    proofs::proofs(&ledger, report)?;
+    proofs::proofs(&ledger, args.samples, report)?;
     phase("relay into NATS JetStream");
     relay::relay(&ledger_dir, dir, ledger.head()?.position.0, report)?;
     phase("concurrent appends");

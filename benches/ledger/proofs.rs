@@ -15,10 +15,12 @@ use ordo::proof::note::Signer;
 
 use super::{Latencies, Report, Row, rate};
 
-/// Proofs and checkpoints timed per kind.
-const PROOF_SAMPLES: usize = 10_000;
+/// Proofs timed per kind, per time-travel sample (`--samples`): 10,000 at the default 2,000
+/// (and a tenth as many checkpoints), 100 in the tiny run of `cargo test`.
+const PROOFS_PER_SAMPLE: usize = 5;
 
-pub(super) fn proofs(ledger: &Ledger, report: &mut Report) -> Result<()> {
+pub(super) fn proofs(ledger: &Ledger, samples: usize, report: &mut Report) -> Result<()> {
+    let proof_samples = (samples * PROOFS_PER_SAMPLE).max(10);
     let store = ledger.store();
     let head = ledger.head()?.position;
 
@@ -66,9 +68,9 @@ pub(super) fn proofs(ledger: &Ledger, report: &mut Report) -> Result<()> {
     });
 
     let mut rng = ChaCha8Rng::seed_from_u64(24);
-    let mut inclusion = Vec::with_capacity(PROOF_SAMPLES);
-    let mut consistency = Vec::with_capacity(PROOF_SAMPLES);
-    for _ in 0..PROOF_SAMPLES {
+    let mut inclusion = Vec::with_capacity(proof_samples);
+    let mut consistency = Vec::with_capacity(proof_samples);
+    for _ in 0..proof_samples {
         let position = rng.random_range(1..=head.0);
         let started = Instant::now();
         std::hint::black_box(ledger.prove_inclusion(position, None)?);
@@ -79,7 +81,7 @@ pub(super) fn proofs(ledger: &Ledger, report: &mut Report) -> Result<()> {
     }
     let signer = Signer::generate("bench").map_err(anyhow::Error::msg)?;
     let (mut plain, mut signed) = (Vec::new(), Vec::new());
-    for _ in 0..PROOF_SAMPLES / 10 {
+    for _ in 0..proof_samples / 10 {
         let started = Instant::now();
         std::hint::black_box(ledger.checkpoint(None, None)?);
         plain.push(started.elapsed());
