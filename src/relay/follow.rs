@@ -93,7 +93,7 @@ async fn session(
     stats: &FollowStats,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Stop {
-    let client = match async_nats::connect(options.nats.as_str()).await {
+    let client = match super::connect(&options.nats).await {
         Ok(client) => client,
         Err(e) => return Stop::Retry(format!("cannot connect to {}: {e}", options.nats)),
     };

@@ -157,7 +157,7 @@ async fn session(
     stats: &RelayStats,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Stop {
-    let client = match async_nats::connect(options.nats.as_str()).await {
+    let client = match connect(&options.nats).await {
         Ok(client) => client,
         Err(e) => return Stop::Retry(format!("cannot connect to {}: {e}", options.nats)),
     };
@@ -221,6 +221,15 @@ async fn session(
             };
         }
     }
+}
+
+/// A client of the NATS servers `urls` names (comma-separated: the client also learns the
+/// rest of a cluster from them, and moves to another server when one is lost).
+pub async fn connect(
+    urls: &str,
+) -> std::result::Result<async_nats::Client, async_nats::ConnectError> {
+    let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
+    async_nats::connect(urls).await
 }
 
 fn stream_config(options: &RelayOptions) -> stream::Config {

@@ -146,3 +146,103 @@ pub fn kill_9(mut child: Child) {
     child.kill().expect("SIGKILL");
     child.wait().expect("waits");
 }
+
+/// A three-node JetStream cluster on loopback; nodes can be killed one by one.
+pub struct Cluster {
+    nodes: Vec<Option<Child>>,
+    ports: Vec<u16>,
+    _stores: Vec<tempfile::TempDir>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        let mut stores = Vec::new();
+        for i in 0..3 {
+            let store = tempfile::tempdir().expect("tmp");
+            let others: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats://127.0.0.1:{}", routes[j]))
+                .collect();
+            let child = Command::new(nats_server_binary())
+                .args(["-js", "-a", "127.0.0.1", "-p", &ports[i].to_string()])
+                .args(["--server_name", &format!("n{i}"), "--cluster_name", "ordo"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i])])
+                .args(["--routes", &others.join(",")])
+                .arg("-sd")
+                .arg(store.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server runs");
+            nodes.push(Some(child));
+            stores.push(store);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in &ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "a cluster node did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Cluster {
+            nodes,
+            ports,
+            _stores: stores,
+        }
+    }
+
+    /// Every node's URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// The node that leads `stream`'s replicas (its servers are named n0, n1, n2).
+    pub fn stream_leader(&self, stream: &str) -> Option<usize> {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let urls = self.urls();
+        runtime.block_on(async {
+            let client = async_nats::connect(urls.split(',').collect::<Vec<_>>())
+                .await
+                .ok()?;
+            let js = async_nats::jetstream::new(client);
+            let mut stream = js.get_stream(stream).await.ok()?;
+            let leader = stream.info().await.ok()?.cluster.clone()?.leader?;
+            leader.strip_prefix('n')?.parse().ok()
+        })
+    }
+
+    /// kill -9 of node `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("waits");
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
