@@ -185,6 +185,9 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     cli(&ledger_dir, args, report)?;
     phase("HTTP appends vs in-process appends");
     http_appends(dir, args, report)?;
+    let clients = args.http_clients.iter().copied().max().unwrap_or(1).min(64);
+    phase("relay and replica lag under HTTP appends");
+    relay::lag_under_load(dir, clients, args.seconds, report)?;
     phase("done");
     Ok(())
 }

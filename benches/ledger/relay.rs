@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,18 +22,12 @@ use ordo::store::Access;
 
 use super::{Report, Row, rate};
 
-pub(super) fn relay(ledger_dir: &Path, dir: &Path, head: u64, report: &mut Report) -> Result<()> {
-    let Some(binary) = std::env::var_os("ORDO_NATS_SERVER") else {
-        report.note(
-            "relay: skipped (ORDO_NATS_SERVER is not set; source scripts/nats-server)".to_owned(),
-        );
-        return Ok(());
-    };
+/// A `nats-server` with JetStream on a free loopback port, its store under `dir/name`.
+fn start_nats(binary: &std::ffi::OsStr, dir: &Path, name: &str) -> Result<(Child, String)> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let store = dir.join("nats");
-    let mut server = Command::new(binary)
+    let server = Command::new(binary)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(&store)
+        .arg(dir.join(name))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -45,8 +39,18 @@ pub(super) fn relay(ledger_dir: &Path, dir: &Path, head: u64, report: &mut Repor
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Ok((server, format!("nats://127.0.0.1:{port}")))
+}
+
+pub(super) fn relay(ledger_dir: &Path, dir: &Path, head: u64, report: &mut Report) -> Result<()> {
+    let Some(binary) = std::env::var_os("ORDO_NATS_SERVER") else {
+        report.note(
+            "relay: skipped (ORDO_NATS_SERVER is not set; source scripts/nats-server)".to_owned(),
+        );
+        return Ok(());
+    };
+    let (mut server, nats) = start_nats(&binary, dir, "nats")?;
     let stats = Arc::new(RelayStats::default());
-    let nats = format!("nats://127.0.0.1:{port}");
     let options = RelayOptions {
         nats: nats.clone(),
         stream: "BENCH".to_owned(),
@@ -161,4 +165,157 @@ fn replica_catch_up(
     let _ = stop.send(true);
     runtime.block_on(following)??;
     Ok((preserved, followed))
+}
+
+/// One lag sample: time since the load started, the leader's committed head, the last
+/// position the stream acknowledged, the replica's head.
+type Sample = (Duration, u64, u64, u64);
+
+/// Relay and replica lag under load: `ordo serve` with a relay inside, a replica following
+/// the stream, and `clients` HTTP clients appending for `seconds`. Every 10 ms a sample
+/// records the leader's head, the stream's relayed position and the replica's head; the lag
+/// of a sample is how long the oldest event not yet relayed (or stored by the replica) has
+/// been committed.
+pub(super) fn lag_under_load(
+    dir: &Path,
+    clients: usize,
+    seconds: f64,
+    report: &mut Report,
+) -> Result<()> {
+    let Some(binary) = std::env::var_os("ORDO_NATS_SERVER") else {
+        return Ok(());
+    };
+    let (mut nats_server, nats) = start_nats(&binary, dir, "nats-lag")?;
+    let relay = Arc::new(RelayStats::default());
+    let replica_stats = Arc::new(FollowStats::default());
+    let leader = Ledger::open(&dir.join("lag-leader"), Access::ReadWrite)?;
+    let replica = Arc::new(Ledger::open(&dir.join("lag-replica"), Access::ReadWrite)?);
+    let mut options = ordo::server::ServeOptions::new("127.0.0.1:0".parse()?, None);
+    options.beside.relay = Some(relay.clone());
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (server, head) = runtime
+        .block_on(ordo::server::Server::bind(leader, options))
+        .map(|server| {
+            let committed = server.ledger().committed();
+            (server, committed)
+        })?;
+    let head = head.context("a writer")?;
+    let url = server.url().to_owned();
+    let relaying = runtime.spawn(ordo::relay::run(
+        Source::Serving(server.ledger()),
+        RelayOptions {
+            nats: nats.clone(),
+            stream: "LAG".to_owned(),
+            replicas: 1,
+        },
+        relay.clone(),
+        shutdown.clone(),
+    ));
+    let following = runtime.spawn(ordo::relay::follow::run(
+        replica.clone(),
+        FollowOptions {
+            nats,
+            stream: "LAG".to_owned(),
+        },
+        replica_stats.clone(),
+        shutdown.clone(),
+    ));
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = runtime.spawn(server.run(async move {
+        let _ = server_stopped.await;
+    }));
+    let agents: Vec<ureq::Agent> = (0..clients)
+        .map(|_| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let (samples, appended) = std::thread::scope(|scope| -> Result<(Vec<Sample>, usize)> {
+        let sampler = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while Instant::now() < deadline + Duration::from_secs(2) {
+                samples.push((
+                    started.elapsed(),
+                    head.borrow().0,
+                    relay.relayed.load(Ordering::Relaxed),
+                    replica_stats.consumed.load(Ordering::Relaxed),
+                ));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        let latencies = super::load(clients, deadline, |thread, n| {
+            let body = json!({"order_id": format!("LAG-{thread}-{n}"), "type": "order_placed",
+                              "data": super::placed_data()});
+            let mut response = agents[thread]
+                .post(&format!("{url}/v1/events"))
+                .content_type("application/json")
+                .send(body.to_string())?;
+            if response.status().as_u16() != 201 {
+                bail!(
+                    "HTTP {}: {}",
+                    response.status(),
+                    response.body_mut().read_to_string()?
+                );
+            }
+            Ok(())
+        })?;
+        let samples = sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
+        Ok((samples, latencies.len()))
+    })?;
+    let _ = stop.send(true);
+    let _ = stop_server.send(());
+    runtime.block_on(async {
+        let _ = relaying.await;
+        let _ = following.await;
+        let _ = serving.await;
+    });
+    let _ = nats_server.kill();
+    let _ = nats_server.wait();
+    // When each position was first seen committed.
+    let committed_at = |position: u64| {
+        samples
+            .iter()
+            .find(|(_, head, _, _)| *head >= position)
+            .map(|(at, _, _, _)| *at)
+    };
+    let lags = |pick: fn(&Sample) -> u64| {
+        let lags: Vec<Duration> = samples
+            .iter()
+            .filter(|(at, _, _, _)| *at <= Duration::from_secs_f64(seconds))
+            .map(|sample| {
+                let (at, head, ..) = *sample;
+                let done = pick(sample);
+                if done >= head {
+                    return Duration::ZERO;
+                }
+                committed_at(done + 1).map_or(Duration::ZERO, |c| at.saturating_sub(c))
+            })
+            .collect();
+        super::Latencies::new(lags)
+    };
+    for (phase, lag) in [
+        ("relay lag under HTTP appends", lags(|s| s.2)),
+        ("replica lag under HTTP appends", lags(|s| s.3)),
+    ] {
+        report.rows.push(Row {
+            phase,
+            metric: "p99 ms",
+            ordo: super::round2(lag.micros(0.99) / 1000.0),
+            baseline: None,
+            target: None,
+            detail: json!({"clients": clients, "appended": appended, "samples": lag.len(),
+                "p50_ms": super::round2(lag.micros(0.50) / 1000.0),
+                "max_ms": super::round2(lag.micros(1.0) / 1000.0),
+                "target": "p99 under 1 s"}),
+        });
+    }
+    Ok(())
 }
