@@ -234,3 +234,38 @@ fn a_snapshot_whose_rows_were_changed_is_refused_by_its_digest() {
         "{err}"
     );
 }
+
+#[test]
+fn the_head_read_while_commits_land_is_always_consistent() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ledger = Arc::new(Ledger::open(&tmp.path().join("l"), Access::ReadWrite).expect("open"));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (ledger, done) = (ledger.clone(), done.clone());
+            std::thread::spawn(move || {
+                for n in 0..150 {
+                    ledger
+                        .append(NewEvent::new(order(format!("H-{w}-{n}")), placed()))
+                        .expect("appends");
+                }
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+            })
+        })
+        .collect();
+    // Reads of the head (its record and the last event, which a commit changes together)
+    // never disagree, however the commits interleave with them.
+    let mut reads = 0u64;
+    let mut last = Position(0);
+    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+        let head = ledger.head().expect("a consistent head while commits land");
+        assert!(head.position >= last, "the head never moves back");
+        last = head.position;
+        reads += 1;
+    }
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    assert!(reads > 10, "{reads} reads raced the commits");
+    assert_eq!(ledger.head().expect("head").position, Position(600));
+}

@@ -5,7 +5,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use super::{
     CF_EVENT_IDS, CF_EVENTS, CF_META, CF_ORDER_INDEX, CF_ORDER_STATE, CF_STATUS_ORDERS, Durability,
-    Fault, Head, RowWrite, Store, corrupt, decode, log_scan_options, storage,
+    Fault, Head, RowWrite, Store, corrupt, decode, log_scan_options, read_options, storage,
 };
 use crate::domain::{Event, EventId, OrderId, OrderState, Position, Status, Version};
 use crate::error::{Error, Result};
@@ -26,18 +26,25 @@ pub struct Commit<'a> {
 
 impl Store {
     /// The head: last position, its hash, its recorded_at, and the order count. Checked
-    /// against the last stored event.
+    /// against the last stored event, both read from one RocksDB snapshot: read apart, a
+    /// commit landing between the two reads made them disagree, and a busy ledger looked
+    /// damaged to a concurrent reader (the relay inside `ordo serve` stopped on it).
     pub fn head(&self) -> Result<Head> {
+        let snapshot = self.db.snapshot();
         let raw = self
             .db
-            .get_cf(self.cf(CF_META), keys::META_HEAD)
+            .get_cf_opt(
+                self.cf(CF_META),
+                keys::META_HEAD,
+                &read_options(Some(&snapshot)),
+            )
             .map_err(storage)?
             .ok_or_else(|| Error::Storage("the ledger has no head record".to_owned()))?;
         let head = codec::decode_head(&raw).map_err(|reason| Error::Corruption {
             position: Position(0),
             reason: format!("head record: {reason}"),
         })?;
-        let last = self.last_position()?;
+        let last = self.last_position(&snapshot)?;
         if last != head.position {
             return Err(Error::Corruption {
                 // The first position where the log and the head disagree.
@@ -51,8 +58,12 @@ impl Store {
         Ok(head)
     }
 
-    fn last_position(&self) -> Result<Position> {
-        let mut iter = self.db.iterator_cf(self.cf(CF_EVENTS), IteratorMode::End);
+    fn last_position(&self, at: &rocksdb::Snapshot<'_>) -> Result<Position> {
+        let mut iter = self.db.iterator_cf_opt(
+            self.cf(CF_EVENTS),
+            read_options(Some(at)),
+            IteratorMode::End,
+        );
         match iter.next() {
             None => Ok(Position(0)),
             Some(item) => {
