@@ -122,6 +122,13 @@ impl Args {
 }
 
 fn main() -> Result<()> {
+    // ORDO_LOG=ordo=info shows what the library logs (the relay's retries, for one).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo bench` passes --bench; `cargo test` runs the binary without it (possibly
     // with test-harness arguments, which are not ours): then run the tiny version.
     let args = if std::env::args().any(|a| a == "--bench") {

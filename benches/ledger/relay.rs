@@ -202,7 +202,9 @@ pub(super) fn lag_under_load(
         })?;
     let head = head.context("a writer")?;
     let url = server.url().to_owned();
-    let relaying = runtime.spawn(ordo::relay::run(
+    // The relay as `ordo serve --relay` runs it: on its own thread. The replica is another
+    // process in production: its own thread here.
+    let relaying = on_own_thread(ordo::relay::run(
         Source::Serving(server.ledger()),
         RelayOptions {
             nats: nats.clone(),
@@ -212,7 +214,7 @@ pub(super) fn lag_under_load(
         relay.clone(),
         shutdown.clone(),
     ));
-    let following = runtime.spawn(ordo::relay::follow::run(
+    let following = on_own_thread(ordo::relay::follow::run(
         replica.clone(),
         FollowOptions {
             nats,
@@ -245,6 +247,9 @@ pub(super) fn lag_under_load(
                     relay.relayed.load(Ordering::Relaxed),
                     replica_stats.consumed.load(Ordering::Relaxed),
                 ));
+                if std::env::var_os("ORDO_BENCH_DEBUG").is_some() && samples.len() % 50 == 0 {
+                    eprintln!("lag sample {:?}", samples.last());
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
             samples
@@ -272,11 +277,9 @@ pub(super) fn lag_under_load(
     })?;
     let _ = stop.send(true);
     let _ = stop_server.send(());
-    runtime.block_on(async {
-        let _ = relaying.await;
-        let _ = following.await;
-        let _ = serving.await;
-    });
+    let _ = relaying.join();
+    let _ = following.join();
+    let _ = runtime.block_on(serving);
     let _ = nats_server.kill();
     let _ = nats_server.wait();
     // When each position was first seen committed.
@@ -318,4 +321,17 @@ pub(super) fn lag_under_load(
         });
     }
     Ok(())
+}
+
+/// Runs `work` on a thread of its own with a single-threaded runtime.
+fn on_own_thread(
+    work: impl std::future::Future<Output = ordo::Result<()>> + Send + 'static,
+) -> std::thread::JoinHandle<ordo::Result<()>> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ordo::Error::Storage(format!("runtime: {e}")))?
+            .block_on(work)
+    })
 }
