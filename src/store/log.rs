@@ -26,17 +26,19 @@ pub struct Commit<'a> {
 
 impl Store {
     /// The head: last position, its hash, its recorded_at, and the order count. Checked
-    /// against the last stored event, both read from one RocksDB snapshot: read apart, a
-    /// commit landing between the two reads made them disagree, and a busy ledger looked
-    /// damaged to a concurrent reader (the relay inside `ordo serve` stopped on it).
+    /// against the last stored event. In the writer's process both are read from one
+    /// RocksDB snapshot: read apart, a commit landing between the two reads made them
+    /// disagree, and a busy ledger looked damaged to a concurrent reader (the relay inside
+    /// `ordo serve` stopped on it). A reader's instance changes only when it catches up, and
+    /// a secondary instance has no snapshots.
     pub fn head(&self) -> Result<Head> {
-        let snapshot = self.db.snapshot();
+        let snapshot = self._lock.is_some().then(|| self.db.snapshot());
         let raw = self
             .db
             .get_cf_opt(
                 self.cf(CF_META),
                 keys::META_HEAD,
-                &read_options(Some(&snapshot)),
+                &read_options(snapshot.as_ref()),
             )
             .map_err(storage)?
             .ok_or_else(|| Error::Storage("the ledger has no head record".to_owned()))?;
@@ -44,7 +46,7 @@ impl Store {
             position: Position(0),
             reason: format!("head record: {reason}"),
         })?;
-        let last = self.last_position(&snapshot)?;
+        let last = self.last_position(snapshot.as_ref())?;
         if last != head.position {
             return Err(Error::Corruption {
                 // The first position where the log and the head disagree.
@@ -58,12 +60,10 @@ impl Store {
         Ok(head)
     }
 
-    fn last_position(&self, at: &rocksdb::Snapshot<'_>) -> Result<Position> {
-        let mut iter = self.db.iterator_cf_opt(
-            self.cf(CF_EVENTS),
-            read_options(Some(at)),
-            IteratorMode::End,
-        );
+    fn last_position(&self, at: Option<&rocksdb::Snapshot<'_>>) -> Result<Position> {
+        let mut iter =
+            self.db
+                .iterator_cf_opt(self.cf(CF_EVENTS), read_options(at), IteratorMode::End);
         match iter.next() {
             None => Ok(Position(0)),
             Some(item) => {
