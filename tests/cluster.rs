@@ -12,21 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::nats::{Cluster, last_sequence, stream_contents, terminate};
+use common::nats::{Cluster, head_of, last_sequence, stream_contents, terminate};
 use common::served::{Served, post};
 use common::{PLACED, TestLedger, ordo_at};
-
-fn head_of(dir: &std::path::Path) -> u64 {
-    let out = ordo_at(dir, &["stats", "--format", "json"])
-        .output()
-        .expect("runs");
-    if !out.status.success() {
-        return 0;
-    }
-    serde_json::from_slice::<Value>(&out.stdout).expect("json")["head_position"]
-        .as_u64()
-        .unwrap_or(0)
-}
 
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);

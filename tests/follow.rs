@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use common::nats::{Nats, kill_9, relay, terminate, wait_for};
+use common::nats::{Nats, head_of, kill_9, relay, terminate, wait_for};
 use common::{PLACED, TestLedger, ordo_at};
 
 fn follow(dir: &Path, url: &str, extra: &[&str]) -> Child {
@@ -42,21 +42,6 @@ fn json_at(dir: &Path, args: &[&str]) -> Value {
         fields.remove("elapsed_ms");
     }
     value
-}
-
-fn head_of(dir: &Path) -> u64 {
-    if !dir.join("CURRENT").exists() {
-        return 0;
-    }
-    let out = ordo_at(dir, &["stats", "--format", "json"])
-        .output()
-        .expect("runs");
-    if !out.status.success() {
-        return 0;
-    }
-    serde_json::from_slice::<Value>(&out.stdout).expect("json")["head_position"]
-        .as_u64()
-        .unwrap_or(0)
 }
 
 /// Waits until the replica's head is `head`.

@@ -11,7 +11,7 @@ use clap::Args;
 
 use ordo::Error;
 use ordo::relay::follow::{FollowOptions, FollowStats};
-use ordo::server::{ServeOptions, Server};
+use ordo::server::Server;
 
 use super::Cli;
 
@@ -46,17 +46,7 @@ pub fn follow(cli: &Cli, args: &FollowArgs) -> Result<()> {
         .listen
         .as_deref()
         .map(|listen| {
-            let addr = listen.parse().map_err(|e| {
-                Error::InvalidInput(format!(
-                    "--listen {listen:?} is not an IP:PORT address ({e})"
-                ))
-            })?;
-            let token = cli
-                .token_file
-                .as_deref()
-                .map(ordo::server::read_token)
-                .transpose()?;
-            let mut serve = ServeOptions::new(addr, token);
+            let mut serve = super::serve::serve_options(cli, listen)?;
             serve.beside.replica = Some(stats.clone());
             serve.check()?;
             Ok::<_, Error>(serve)

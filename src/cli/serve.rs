@@ -42,17 +42,11 @@ pub struct ServeArgs {
     relay_replicas: usize,
 }
 
-pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
-    if cli.server.is_some() {
-        return Err(Error::InvalidInput(
-            "serve runs on a ledger directory; it cannot be combined with --server".to_owned(),
-        )
-        .into());
-    }
-    let listen: SocketAddr = args.listen.parse().map_err(|e| {
+/// The server's options from `--listen` and `--token-file` (`serve`, `follow --listen`).
+pub fn serve_options(cli: &Cli, listen: &str) -> Result<ServeOptions, Error> {
+    let addr: SocketAddr = listen.parse().map_err(|e| {
         Error::InvalidInput(format!(
-            "--listen {:?} is not an IP:PORT address ({e})",
-            args.listen
+            "--listen {listen:?} is not an IP:PORT address ({e})"
         ))
     })?;
     let token = cli
@@ -60,7 +54,17 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         .as_deref()
         .map(ordo::server::read_token)
         .transpose()?;
-    let mut options = ServeOptions::new(listen, token);
+    Ok(ServeOptions::new(addr, token))
+}
+
+pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    if cli.server.is_some() {
+        return Err(Error::InvalidInput(
+            "serve runs on a ledger directory; it cannot be combined with --server".to_owned(),
+        )
+        .into());
+    }
+    let mut options = serve_options(cli, &args.listen)?;
     options.origins = Origins {
         hosts: args.allow_host.clone(),
         origins: args.allow_origin.clone(),

@@ -20,12 +20,12 @@ use crate::domain::Position;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, NewEvent, parse_envelope};
 
+use super::Stop;
+
 /// Events stored per commit at most.
 const BATCH_EVENTS_MAX: usize = 1000;
 /// How long a batch waits for more messages once it has one.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
-/// The longest wait between reconnection attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Where to follow from.
 #[derive(Clone, Debug)]
@@ -52,12 +52,6 @@ pub struct FollowStats {
     pub lag: AtomicU64,
 }
 
-enum Stop {
-    Shutdown,
-    Fatal(Error),
-    Retry(String),
-}
-
 /// Follows until `shutdown` turns true; reconnects with backoff after failures. `Err` for a
 /// stream message that does not continue the replica (exit 5) and other errors retrying
 /// cannot mend.
@@ -65,26 +59,13 @@ pub async fn run(
     ledger: Arc<Ledger>,
     options: FollowOptions,
     stats: Arc<FollowStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if *shutdown.borrow() {
-            return Ok(());
-        }
-        match session(&ledger, &options, &stats, &mut shutdown).await {
-            Stop::Shutdown => return Ok(()),
-            Stop::Fatal(e) => return Err(e),
-            Stop::Retry(why) => {
-                tracing::warn!("follow: {why}; retrying in {} ms", backoff.as_millis());
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
+    super::with_retries("follow", shutdown, |mut shutdown| {
+        let (ledger, options, stats) = (&ledger, &options, &stats);
+        async move { session(ledger, options, stats, &mut shutdown).await }
+    })
+    .await
 }
 
 async fn session(

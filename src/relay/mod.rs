@@ -95,8 +95,8 @@ pub enum Source {
     Serving(Arc<Ledger>),
 }
 
-/// Why a session ended.
-enum Stop {
+/// Why a session (of the relay or of a replica) ended.
+pub(crate) enum Stop {
     /// Asked to stop.
     Shutdown,
     /// The stream or the ledger cannot be extended: report and exit.
@@ -128,18 +128,37 @@ pub async fn run(
     source: Source,
     options: RelayOptions,
     stats: Arc<RelayStats>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    with_retries("relay", shutdown, |mut shutdown| {
+        let (source, options, stats) = (&source, &options, &stats);
+        async move { session(source, options, stats, &mut shutdown).await }
+    })
+    .await
+}
+
+/// Runs `session` (a connection's worth of work) again after each failure it can recover
+/// from, waiting 100 ms, then twice as long each time up to `BACKOFF_MAX`, until
+/// `shutdown` turns true or it stops for good.
+pub(crate) async fn with_retries<F, Fut>(
+    what: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut session: F,
+) -> Result<()>
+where
+    F: FnMut(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Stop>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        match session(&source, &options, &stats, &mut shutdown).await {
+        match session(shutdown.clone()).await {
             Stop::Shutdown => return Ok(()),
             Stop::Fatal(e) => return Err(e),
             Stop::Retry(why) => {
-                tracing::warn!("relay: {why}; retrying in {} ms", backoff.as_millis());
+                tracing::warn!("{what}: {why}; retrying in {} ms", backoff.as_millis());
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => {}

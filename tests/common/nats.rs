@@ -246,3 +246,16 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// The head position of the ledger in `dir` (0 while it does not exist or cannot be read).
+pub fn head_of(dir: &Path) -> u64 {
+    let out = super::ordo_at(dir, &["stats", "--format", "json"])
+        .output()
+        .expect("ordo runs");
+    if !out.status.success() {
+        return 0;
+    }
+    serde_json::from_slice::<Value>(&out.stdout).expect("json")["head_position"]
+        .as_u64()
+        .unwrap_or(0)
+}
