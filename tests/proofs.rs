@@ -420,6 +420,23 @@ fn a_ledger_written_before_the_tree_builds_it_at_its_first_write_and_proves_its_
     let (exit, message) = code(&l, &["checkpoint"]);
     assert_eq!(exit, Some(1), "{message}");
     assert!(message.contains("no Merkle tree yet"), "{message}");
+    // A format this ordo does not know is refused by name.
+    let newer = TestLedger::new();
+    newer.append("N-1", "order_placed", PLACED);
+    {
+        let store =
+            ordo::store::Store::open(&newer.dir(), ordo::store::Access::ReadWrite).expect("opens");
+        store
+            .tamper_raw(
+                ordo::store::CF_META,
+                ordo::format::keys::META_FORMAT,
+                Some(&[3]),
+            )
+            .expect("writes");
+    }
+    let (exit, message) = code(&newer, &["stats"]);
+    assert_eq!(exit, Some(1), "{message}");
+    assert!(message.contains("format version [3]"), "{message}");
     assert_eq!(l.json(&["verify"])["ok"], true, "verify still reads it");
     let head = l.json(&["stats"])["head_position"].as_u64().expect("head");
     let out = l
@@ -436,6 +453,20 @@ fn a_ledger_written_before_the_tree_builds_it_at_its_first_write_and_proves_its_
         .expect("runs");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("building it once"));
+    // It is now of the format that keeps the tree: an older ordo refuses it rather than
+    // appending without the tree.
+    let format = |dir: &Path| {
+        let store = ordo::store::Store::open(dir, ordo::store::Access::ReadOnly).expect("opens");
+        store
+            .get(ordo::store::CF_META, ordo::format::keys::META_FORMAT)
+            .expect("reads")
+    };
+    assert_eq!(format(&l.dir()), Some(vec![2]));
+    assert_eq!(
+        format(&fixture),
+        Some(vec![1]),
+        "the fixture itself is untouched"
+    );
     assert_eq!(l.json(&["verify"])["ok"], true);
     let cp = l.json(&["checkpoint", "--tree-size", &head.to_string()]);
     assert_eq!(

@@ -20,8 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Hash, Position, Timestamp};
 
-/// The ledger format this code reads and writes (stored in `meta`).
-pub const LEDGER_FORMAT_VERSION: u8 = 1;
+/// The ledger format this code writes (stored in `meta`). Version 2 added the Merkle tree;
+/// a version-1 ledger is read as it is and becomes version 2 when its tree is built (at its
+/// first writing open), so that an older ordo, which would append without the tree and
+/// leave it stale, refuses it instead.
+pub const LEDGER_FORMAT_VERSION: u8 = 2;
+
+/// The ledger formats this code reads.
+pub const LEDGER_FORMAT_VERSIONS_READ: [u8; 2] = [1, 2];
 
 /// Column family of the log: position -> event record. Keys are never updated or deleted.
 pub const CF_EVENTS: &str = "events";

@@ -170,6 +170,13 @@ impl Store {
             batch.delete_range_cf(self.cf(CF_META), from, to);
         }
         batch.put_cf(self.cf(CF_META), keys::META_MERKLE_KEPT, [1u8]);
+        // With its tree, the ledger is of the format that keeps it (an older ordo would
+        // append without the tree, so it must refuse the ledger).
+        batch.put_cf(
+            self.cf(CF_META),
+            keys::META_FORMAT,
+            [crate::format::LEDGER_FORMAT_VERSION],
+        );
         if self.ledger_id()?.is_none() {
             batch.put_cf(self.cf(CF_META), keys::META_LEDGER_ID, new_ledger_id()?);
         }

@@ -31,7 +31,8 @@ pub mod wal;
 
 pub use crate::format::{
     CF_CUSTOMERS, CF_EVENT_IDS, CF_EVENTS, CF_META, CF_ORDER_INDEX, CF_ORDER_STATE, CF_REVENUE,
-    CF_SNAPSHOTS, CF_STATUS_ORDERS, COLUMN_FAMILIES, Head, LEDGER_FORMAT_VERSION, RowWrite,
+    CF_SNAPSHOTS, CF_STATUS_ORDERS, COLUMN_FAMILIES, Head, LEDGER_FORMAT_VERSION,
+    LEDGER_FORMAT_VERSIONS_READ, RowWrite,
 };
 pub use chunks::{EventChunk, StoredEvents};
 use dir::lock_dir;
@@ -311,9 +312,11 @@ impl Store {
     fn check_format(&self, access: Access) -> Result<()> {
         let meta = self.cf(CF_META);
         match self.db.get_cf(meta, keys::META_FORMAT).map_err(storage)? {
-            Some(v) if v.as_slice() == [LEDGER_FORMAT_VERSION] => Ok(()),
+            Some(v) if matches!(v.as_slice(), [version] if LEDGER_FORMAT_VERSIONS_READ.contains(version)) => {
+                Ok(())
+            }
             Some(v) => Err(Error::Storage(format!(
-                "ledger {} has format version {:?}; this ordo reads version {LEDGER_FORMAT_VERSION}",
+                "ledger {} has format version {:?}; this ordo reads versions {LEDGER_FORMAT_VERSIONS_READ:?} (a newer ordo wrote it)",
                 self.path.display(),
                 v
             ))),
