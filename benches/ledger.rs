@@ -651,14 +651,7 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         };
         let ledger = Ledger::open(&dir.join(format!("http-{clients}")), Access::ReadWrite)?;
         let (url, stop, server) = serve(ledger)?;
-        let agents: Vec<ureq::Agent> = (0..clients)
-            .map(|_| {
-                ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into()
-            })
-            .collect();
+        let agents = http_agents(clients);
         let started = Instant::now();
         let latencies = load(clients, deadline(), |thread, n| {
             let body = if n.is_multiple_of(10) {
@@ -710,6 +703,18 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
 /// Starts `ordo serve` in this process on a free loopback port: its URL, the stop switch
 /// and the thread to join.
 #[allow(clippy::type_complexity)]
+/// One keep-alive HTTP client per load thread (HTTP errors are answers, not failures).
+fn http_agents(clients: usize) -> Vec<ureq::Agent> {
+    (0..clients)
+        .map(|_| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into()
+        })
+        .collect()
+}
+
 fn serve(
     ledger: Ledger,
 ) -> Result<(

@@ -92,15 +92,22 @@ fn leader_with(orders: u32) -> TestLedger {
     l
 }
 
-#[test]
-fn a_replica_from_empty_and_one_from_a_copy_end_equal_to_the_leader_and_refuse_appends() {
-    let nats = Nats::start();
-    let leader = leader_with(40);
+/// A leader of `orders` generated orders whose whole log is in stream ORDO, its head, and
+/// the relay, still running.
+fn relayed_leader(nats: &Nats, orders: u32) -> (TestLedger, u64, Child) {
+    let leader = leader_with(orders);
     let head = leader.json(&["stats"])["head_position"]
         .as_u64()
         .expect("head");
     let relaying = relay(&leader.dir(), &nats.url, &[]);
     wait_for(&nats.url, "ORDO", head);
+    (leader, head, relaying)
+}
+
+#[test]
+fn a_replica_from_empty_and_one_from_a_copy_end_equal_to_the_leader_and_refuse_appends() {
+    let nats = Nats::start();
+    let (leader, head, relaying) = relayed_leader(&nats, 40);
 
     let from_empty = tempfile::tempdir().expect("tmp");
     let replica = from_empty.path().join("replica");
@@ -173,12 +180,7 @@ fn a_replica_from_empty_and_one_from_a_copy_end_equal_to_the_leader_and_refuse_a
 #[test]
 fn kill_9_of_the_follower_mid_stream_resumes_and_ends_equal_to_the_leader() {
     let nats = Nats::start();
-    let leader = leader_with(400);
-    let head = leader.json(&["stats"])["head_position"]
-        .as_u64()
-        .expect("head");
-    let relaying = relay(&leader.dir(), &nats.url, &[]);
-    wait_for(&nats.url, "ORDO", head);
+    let (leader, head, relaying) = relayed_leader(&nats, 400);
     assert!(terminate(relaying).success());
     let tmp = tempfile::tempdir().expect("tmp");
     let replica = tmp.path().join("replica");
@@ -253,12 +255,7 @@ fn a_stream_message_that_does_not_chain_stops_the_follower_with_exit_5_and_nothi
 #[test]
 fn a_replica_serves_reads_and_refuses_writes_naming_its_leader() {
     let nats = Nats::start();
-    let leader = leader_with(5);
-    let head = leader.json(&["stats"])["head_position"]
-        .as_u64()
-        .expect("head");
-    let relaying = relay(&leader.dir(), &nats.url, &[]);
-    wait_for(&nats.url, "ORDO", head);
+    let (_leader, head, relaying) = relayed_leader(&nats, 5);
     let tmp = tempfile::tempdir().expect("tmp");
     let replica = tmp.path().join("replica");
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -227,14 +227,7 @@ pub(super) fn lag_under_load(
     let serving = runtime.spawn(server.run(async move {
         let _ = server_stopped.await;
     }));
-    let agents: Vec<ureq::Agent> = (0..clients)
-        .map(|_| {
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into()
-        })
-        .collect();
+    let agents = super::http_agents(clients);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let (samples, appended) = std::thread::scope(|scope| -> Result<(Vec<Sample>, usize)> {
