@@ -88,10 +88,12 @@ impl Store {
         assert!(chunk_events > 0, "a chunk holds at least one event");
         let mut opts = log_scan_options();
         opts.set_iterate_upper_bound(keys::event_key(Position(to.0.saturating_add(1))));
+        let view = self.read_at(&mut opts, None);
         let mut rows = self.db.raw_iterator_cf_opt(self.cf(CF_EVENTS), opts);
         rows.seek(keys::event_key(from));
         Chunks {
             rows,
+            _view: view,
             chunk_events,
             decode_here,
             done: from > to,
@@ -106,6 +108,8 @@ struct Chunks<'s, F> {
     decode_here: F,
     /// The end or an error was reached.
     done: bool,
+    /// The view the events are read through, kept while they are.
+    _view: Option<std::sync::Arc<super::View>>,
 }
 
 impl<F: FnMut() -> bool> Chunks<'_, F> {

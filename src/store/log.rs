@@ -1,11 +1,14 @@
 //! The log and what is read by order: events by position, one order's stream, event ids,
 //! order states and the status index, the head; and the commit that appends to them.
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use std::sync::atomic::Ordering;
+
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use super::{
     CF_EVENT_IDS, CF_EVENTS, CF_META, CF_ORDER_INDEX, CF_ORDER_STATE, CF_STATUS_ORDERS, Durability,
-    Fault, Head, RowWrite, Store, corrupt, decode, log_scan_options, read_options, storage,
+    Fault, Head, RowWrite, Store, Written, corrupt, decode, log_scan_options, read_options,
+    storage,
 };
 use crate::domain::{Event, EventId, OrderId, OrderState, Position, Status, Version};
 use crate::error::{Error, Result};
@@ -26,27 +29,34 @@ pub struct Commit<'a> {
 
 impl Store {
     /// The head: last position, its hash, its recorded_at, and the order count. Checked
-    /// against the last stored event. In the writer's process both are read from one
-    /// RocksDB snapshot: read apart, a commit landing between the two reads made them
-    /// disagree, and a busy ledger looked damaged to a concurrent reader (the relay inside
-    /// `ordo serve` stopped on it). A reader's instance changes only when it catches up, and
-    /// a secondary instance has no snapshots.
+    /// against the last stored event. In the writer's process both are read from its view
+    /// (the last durable commit): read apart, a commit landing between the two reads made
+    /// them disagree, and a busy ledger looked damaged to a concurrent reader (the relay
+    /// inside `ordo serve` stopped on it). A reader's instance changes only when it catches
+    /// up, and a secondary instance has no snapshots.
     pub fn head(&self) -> Result<Head> {
-        let snapshot = self._lock.is_some().then(|| self.db.snapshot());
+        let view = self.view();
+        self.head_at(view.as_ref().map(|v| v.snapshot()))
+    }
+
+    /// The head as the writer last wrote it, durable or not: only for the writer, after a
+    /// failed commit (what RocksDB holds is then the truth).
+    pub fn written_head(&self) -> Result<Head> {
+        let snapshot = self.db.snapshot();
+        self.head_at(Some(&snapshot))
+    }
+
+    fn head_at(&self, snapshot: Option<&rocksdb::Snapshot<'_>>) -> Result<Head> {
         let raw = self
             .db
-            .get_cf_opt(
-                self.cf(CF_META),
-                keys::META_HEAD,
-                &read_options(snapshot.as_ref()),
-            )
+            .get_cf_opt(self.cf(CF_META), keys::META_HEAD, &read_options(snapshot))
             .map_err(storage)?
             .ok_or_else(|| Error::Storage("the ledger has no head record".to_owned()))?;
         let head = codec::decode_head(&raw).map_err(|reason| Error::Corruption {
             position: Position(0),
             reason: format!("head record: {reason}"),
         })?;
-        let last = self.last_position(snapshot.as_ref())?;
+        let last = self.last_position(snapshot)?;
         if last != head.position {
             return Err(Error::Corruption {
                 // The first position where the log and the head disagree.
@@ -75,10 +85,7 @@ impl Store {
 
     /// The event at `position`, decoded and checked.
     pub fn event(&self, position: Position) -> Result<Option<Event>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_EVENTS), keys::event_key(position))
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_EVENTS, &keys::event_key(position))?;
         raw.map(|bytes| decode_checked(position, &bytes))
             .transpose()
     }
@@ -89,6 +96,7 @@ impl Store {
         self.raw_scan(
             CF_EVENTS,
             log_scan_options(),
+            None,
             &keys::event_key(from),
             |key, value| decode_checked(event_key_position(key)?, value),
         )
@@ -104,6 +112,7 @@ impl Store {
         *upper.last_mut().expect("the prefix ends with 0x00") = 1;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(upper);
+        let view = self.read_at(&mut opts, None);
         let prefix_len = prefix.len();
         self.db
             .iterator_cf_opt(
@@ -112,6 +121,8 @@ impl Store {
                 IteratorMode::From(&prefix, Direction::Forward),
             )
             .map(move |item| {
+                // The view the index is read through lives as long as the iterator.
+                let _view = &view;
                 let (key, value) = item.map_err(storage)?;
                 let version = key
                     .get(prefix_len..)
@@ -154,22 +165,22 @@ impl Store {
         order_id: &OrderId,
         version: Version,
     ) -> Result<Option<Position>> {
-        let raw = self
-            .db
-            .get_pinned_cf(
-                self.cf(CF_ORDER_INDEX),
-                keys::order_index_key(order_id, version),
-            )
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_ORDER_INDEX, &keys::order_index_key(order_id, version))?;
         Ok(raw.and_then(|v| keys::decode_position(&v)))
     }
 
     /// The current state of one order, from the `order_state` projection.
     pub fn order_state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_ORDER_STATE), keys::order_state_key(order_id))
-            .map_err(storage)?;
+        self.order_state_at(order_id, None)
+    }
+
+    /// `order_state` as of `at` (`None`: through the view).
+    fn order_state_at(
+        &self,
+        order_id: &OrderId,
+        at: Option<&rocksdb::Snapshot<'_>>,
+    ) -> Result<Option<OrderState>> {
+        let raw = self.get_pinned_at(CF_ORDER_STATE, keys::order_state_key(order_id), at)?;
         raw.map(|bytes| {
             let state = codec::decode_state(&bytes).map_err(|reason| Error::Corruption {
                 position: Position(0),
@@ -186,16 +197,15 @@ impl Store {
 
     /// The position of the event with this id, if it is stored.
     pub fn event_position(&self, event_id: &EventId) -> Result<Option<Position>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_EVENT_IDS), keys::event_id_key(event_id))
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_EVENT_IDS, &keys::event_id_key(event_id))?;
         Ok(raw.and_then(|v| keys::decode_position(&v)))
     }
 
     /// Writes one commit atomically: events, index entries, event ids, order states, the
-    /// aggregate projections and the head, in one `WriteBatch`.
-    pub fn commit(&self, commit: &Commit<'_>, durability: Durability) -> Result<()> {
+    /// aggregate projections and the head, in one `WriteBatch`, without waiting for the disk.
+    /// Readers see none of it (`view`) until `publish`, which is for after a `sync` that
+    /// began once this returned. Refused after a failed sync.
+    pub fn write_commit(&self, commit: &Commit<'_>) -> Result<Written> {
         if let (Some(first), Some(last)) = (commit.events.first(), commit.events.last()) {
             assert_eq!(
                 last.position.0 - first.position.0 + 1,
@@ -211,20 +221,40 @@ impl Store {
                 "the head hash is the last event's"
             );
         }
+        if self.sync_failed.load(Ordering::SeqCst) {
+            return Err(Error::Storage(
+                "an earlier sync of the write-ahead log failed".to_owned(),
+            ));
+        }
         let batch = self.commit_batch(commit);
-        let fault = self
-            .fault
-            .swap(Fault::None as u8, std::sync::atomic::Ordering::SeqCst);
+        let fault = self.fault.swap(Fault::None as u8, Ordering::SeqCst);
         if fault == Fault::BeforeWrite as u8 {
             return Err(Error::Storage("injected fault before the write".to_owned()));
         }
-        self.write(batch, durability)?;
-        if fault == Fault::AfterWrite as u8 {
-            return Err(Error::Storage(
-                "injected fault after the write (the batch reached the disk)".to_owned(),
-            ));
+        self.writing();
+        // Not synced here, and (`manual_wal_flush`) not even handed to the OS: `sync` does
+        // both for every commit written before it.
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        if let Err(e) = self.db.write_opt(batch, &opts) {
+            self.unwritten();
+            return Err(storage(e));
         }
-        Ok(())
+        Ok(self.written(commit.head.position, fault == Fault::AfterWrite as u8))
+    }
+
+    /// Makes every commit written so far durable: flushes RocksDB's log buffer and, with
+    /// `Durability::Sync`, fsyncs the log. A failed sync is final for this process: what
+    /// was written since the last good one may be lost, and the page cache may have dropped
+    /// it (a later sync would not say so), so every later commit is refused.
+    pub fn sync(&self, durability: Durability) -> Result<()> {
+        match self.db.flush_wal(durability == Durability::Sync) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.sync_failed.store(true, Ordering::SeqCst);
+                Err(storage(e))
+            }
+        }
     }
 
     /// The `WriteBatch` of `commit`.
@@ -290,16 +320,29 @@ impl Store {
         self.scan(CF_ORDER_STATE, &[], |_, value| decode("order_state", value))
     }
 
-    /// The current state of every order in `status`, in order-id order.
+    /// The current state of every order in `status`, in order-id order. The index and the
+    /// states are read at one point (in the writer's process, one view): read apart, a
+    /// commit changing an order's status in between made the index look wrong.
     pub fn orders_in_status(
         &self,
         status: Status,
     ) -> impl Iterator<Item = Result<OrderState>> + '_ {
         let prefix = [keys::status_byte(status)];
-        self.scan(CF_STATUS_ORDERS, &prefix, move |key, _| {
+        // A reader instance has no view; it changes only when it catches up.
+        let view = self.view();
+        let upper = super::prefix_upper_bound(&prefix);
+        let at = view.as_ref().map(|v| v.snapshot());
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        if let Some(upper) = upper {
+            opts.set_iterate_upper_bound(upper);
+        }
+        let view_kept = view.clone();
+        self.raw_scan(CF_STATUS_ORDERS, opts, at, &prefix, move |key, _| {
             let (_, order_id) = keys::decode_status_order_key(key)
                 .ok_or_else(|| corrupt("status_orders", "malformed key"))?;
-            let state = self.order_state(&order_id)?.ok_or_else(|| {
+            let at = view_kept.as_ref().map(|v| v.snapshot());
+            let state = self.order_state_at(&order_id, at)?.ok_or_else(|| {
                 corrupt("status_orders", format!("order {order_id} has no state"))
             })?;
             if state.status != status {

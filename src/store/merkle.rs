@@ -48,11 +48,7 @@ impl Store {
     /// Whether the Merkle tree covers the whole log (false for a ledger written before
     /// the tree was kept, until it is built).
     pub fn merkle_kept(&self) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_META), keys::META_MERKLE_KEPT)
-            .map_err(storage)?
-            .is_some())
+        Ok(self.get_pinned(CF_META, keys::META_MERKLE_KEPT)?.is_some())
     }
 
     /// The hash of a complete perfect subtree: a stored node, or below `STORED_LEVEL_MIN`
@@ -74,9 +70,7 @@ impl Store {
             return Ok(subtree.root());
         }
         let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_META), keys::merkle_node_key(id))
-            .map_err(storage)?
+            .get_pinned(CF_META, &keys::merkle_node_key(id))?
             .ok_or_else(|| bad_node(id, "is missing"))?;
         let bytes = <[u8; 32]>::try_from(raw.as_ref())
             .map_err(|_| bad_node(id, &format!("has {} bytes, not 32", raw.len())))?;
@@ -96,8 +90,11 @@ impl Store {
                 level,
                 index: size >> level,
             });
-            let mut rows = self.db.iterator_cf(
+            let mut opts = rocksdb::ReadOptions::default();
+            let _view = self.read_at(&mut opts, None);
+            let mut rows = self.db.iterator_cf_opt(
                 self.cf(CF_META),
+                opts,
                 IteratorMode::From(&from, Direction::Forward),
             );
             if let Some(row) = rows.next() {
@@ -210,10 +207,7 @@ impl Store {
 
     /// The ledger id (16 bytes), if it has one yet.
     pub fn ledger_id(&self) -> Result<Option<[u8; 16]>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_META), keys::META_LEDGER_ID)
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_META, keys::META_LEDGER_ID)?;
         raw.map(|bytes| {
             <[u8; 16]>::try_from(bytes.as_ref()).map_err(|_| Error::Corruption {
                 position: Position(0),
@@ -225,10 +219,7 @@ impl Store {
 
     /// The origin set by `ordo config origin`, if any.
     pub fn origin_setting(&self) -> Result<Option<String>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_META), keys::META_ORIGIN)
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_META, keys::META_ORIGIN)?;
         raw.map(|bytes| {
             String::from_utf8(bytes.to_vec()).map_err(|_| Error::Corruption {
                 position: Position(0),

@@ -4,7 +4,7 @@
 use rocksdb::{Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::{CF_META, Durability, Store, decode, read_options, storage};
+use super::{CF_META, Durability, Store, decode};
 use crate::domain::Position;
 use crate::error::{Error, Result};
 use crate::format::{codec, keys};
@@ -35,10 +35,7 @@ impl Store {
         key: &[u8],
         at: Option<&Snapshot<'_>>,
     ) -> Result<Option<T>> {
-        let raw = self
-            .db
-            .get_pinned_cf_opt(self.cf(CF_META), key, &read_options(at))
-            .map_err(storage)?;
+        let raw = self.get_pinned_at(CF_META, key, at)?;
         raw.map(|bytes| decode(&String::from_utf8_lossy(key), &bytes))
             .transpose()
     }
@@ -61,10 +58,7 @@ impl Store {
 
     /// The leader this ledger is a read replica of, if it is one.
     pub fn replica_of(&self) -> Result<Option<String>> {
-        let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_META), keys::META_REPLICA_OF)
-            .map_err(storage)?;
+        let raw = self.get_pinned(CF_META, keys::META_REPLICA_OF)?;
         raw.map(|bytes| {
             String::from_utf8(bytes.to_vec()).map_err(|_| Error::Corruption {
                 position: Position(0),

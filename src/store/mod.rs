@@ -13,8 +13,11 @@
 //! - `wal`, `recover`, `dir`: the write-ahead log check, `ordo recover`, the lock;
 //! - `options`: RocksDB tuning; `tamper`: faults and raw writes for tests.
 //!
-//! Every commit is one `WriteBatch`; with `Durability::Sync` it is acknowledged only after
-//! the WAL is fsynced.
+//! - `view`: what readers in the writer's process see (durable commits only).
+//!
+//! Every commit is one `WriteBatch`, written without a sync (`write_commit`); the writer
+//! acknowledges it only after a `sync` (with `Durability::Sync`, an fsync of the WAL) that
+//! began after it was written, and `publish`es it to this process's readers first.
 
 mod chunks;
 mod dir;
@@ -27,6 +30,7 @@ mod recover;
 mod scratch;
 mod snapshot;
 mod tamper;
+mod view;
 pub mod wal;
 
 pub use crate::format::{
@@ -46,10 +50,14 @@ pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
 pub use snapshot::{Projections, Replacement, RowDecoder, SnapshotHeader};
 pub use tamper::Fault;
+pub use view::Written;
+use view::{View, Visible};
 use wal::WalState;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBRawIterator, ReadOptions, Snapshot, WriteBatch, WriteOptions,
@@ -92,7 +100,11 @@ pub enum Durability {
 
 /// An open ledger database.
 pub struct Store {
-    db: DB,
+    /// What readers in a writer's process see (`view`). Declared before `db`: its
+    /// snapshots are released before the database closes.
+    visible: Visible,
+    /// Shared with the views, which hold a snapshot of it.
+    db: Arc<DB>,
     path: PathBuf,
     /// Held for a writer's lifetime: the OS releases the lock when the process dies.
     _lock: Option<fs::File>,
@@ -101,6 +113,10 @@ pub struct Store {
     _secondary: Option<tempfile::TempDir>,
     /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
     fault: std::sync::atomic::AtomicU8,
+    /// A sync of the write-ahead log failed: what was written since may not be on disk,
+    /// and the page cache may have dropped it (so a later sync would not tell). Every
+    /// later commit is refused until the ledger is reopened.
+    sync_failed: AtomicBool,
 }
 
 /// A writer closing with more than this in its write-ahead logs flushes its memtables, so
@@ -115,7 +131,9 @@ pub const FLUSH_ON_CLOSE_LOGS_MAX: usize = 16;
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self._lock.is_none() {
+        if self._lock.is_none() || self.sync_failed.load(Ordering::SeqCst) {
+            // A reader writes nothing; after a failed sync, flushing the memtables would
+            // make durable what its clients were told had failed.
             return;
         }
         // Measured by the logs a reader would replay, not by the memtables' size: that
@@ -150,6 +168,8 @@ struct RawScan<'s, F> {
     started: bool,
     /// The end or an error was reached.
     done: bool,
+    /// The view the rows are read through, kept while they are.
+    _view: Option<Arc<View>>,
 }
 
 impl<T, F: FnMut(&[u8], &[u8]) -> Result<T>> Iterator for RawScan<'_, F> {
@@ -246,6 +266,13 @@ impl Store {
         // Compaction's size estimates are not read from every table at open (RocksDB
         // builds them as it goes): an open reads what it needs to answer.
         db_opts.set_skip_stats_update_on_db_open(true);
+        if access == Access::ReadWrite {
+            // Commits are written into RocksDB's log buffer and reach the log file only
+            // when the syncer flushes and syncs them (`Store::sync`): one write(2) and one
+            // fsync for every group written meanwhile, and a secondary instance (a reader
+            // beside the writer) finds no group in the file before its sync has begun.
+            db_opts.set_manual_wal_flush(true);
+        }
         if access == Access::ReadWrite && logs == Some(WalState::Whole) {
             // A writer keeps the logs it recovered instead of flushing them into tiny
             // tables at every open (five or so per `ordo append`, which piled up in level 0
@@ -263,12 +290,17 @@ impl Store {
             .map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name), access)));
         let (db, secondary) = open_db(path, access, db_opts, cfs)?;
         let store = Store {
-            db,
+            visible: Visible::default(),
+            db: Arc::new(db),
             path: path.to_owned(),
             _lock: lock,
             _secondary: secondary,
             fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
+            sync_failed: AtomicBool::new(false),
         };
+        if access == Access::ReadWrite {
+            store.start_view();
+        }
         store.check_format(access)?;
         Ok(store)
     }
@@ -277,6 +309,9 @@ impl Store {
     /// disk): it then refuses every write until the ledger is reopened. Probed with a
     /// write-ahead-log note that changes no key (RocksDB exposes no getter for the latch).
     pub fn writes_refused(&self) -> bool {
+        if self.sync_failed.load(Ordering::SeqCst) {
+            return true;
+        }
         let mut probe = WriteBatch::default();
         probe.put_log_data(b"ordo: write probe after a failed commit");
         self.db.write(probe).is_err()
@@ -336,22 +371,31 @@ impl Store {
         }
     }
 
+    /// Writes a batch beside the commits (settings, snapshots, tree nodes, a rebuild) and
+    /// shows it to readers (`refresh_view`). With `NoSync` it stays in RocksDB's buffer
+    /// until the next synced write or commit (the log is flushed by hand).
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(durability == Durability::Sync);
-        self.db.write_opt(batch, &opts).map_err(storage)
+        self.db.write_opt(batch, &opts).map_err(storage)?;
+        self.refresh_view();
+        Ok(())
     }
 
-    /// Rows of column family `cf` from key `from` on (bounded by `opts`), each mapped by
-    /// `map` from the key and value borrowed from RocksDB's buffers: no allocation or copy
-    /// per row (RocksDB's allocating iterator boxes every key and value it yields).
+    /// Rows of column family `cf` from key `from` on (bounded by `opts`) as of `at` (`None`:
+    /// through the view), each mapped by `map` from the key and value borrowed from
+    /// RocksDB's buffers: no allocation or copy per row (RocksDB's allocating iterator boxes
+    /// every key and value it yields).
     fn raw_scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
         cf: &str,
         opts: ReadOptions,
+        at: Option<&Snapshot<'_>>,
         from: &[u8],
         map: F,
     ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
+        let mut opts = opts;
+        let view = self.read_at(&mut opts, at);
         let mut rows = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
         rows.seek(from);
         RawScan {
@@ -359,12 +403,53 @@ impl Store {
             map,
             started: false,
             done: false,
+            _view: view,
         }
+    }
+
+    /// Sets `opts` to read as of `at`, or else through this process's view (`view`);
+    /// returns the view, to keep while the read lasts.
+    fn read_at(&self, opts: &mut ReadOptions, at: Option<&Snapshot<'_>>) -> Option<Arc<View>> {
+        if let Some(snapshot) = at {
+            opts.set_snapshot(snapshot);
+            return None;
+        }
+        let view = self.view();
+        if let Some(view) = &view {
+            opts.set_snapshot(view.snapshot());
+        }
+        view
     }
 
     /// The value of `key` in column family `cf`, if it is stored.
     pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_pinned(cf, key)?.map(|value| value.to_vec()))
+    }
+
+    /// The value of `key` in `cf` as the writer last wrote it, durable or not: only for the
+    /// writer, which builds each commit on the one before.
+    pub fn get_written(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.cf(cf), key).map_err(storage)
+    }
+
+    /// A point read of `key` in `cf` through this process's view (`view`).
+    fn get_pinned(&self, cf: &str, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        self.get_pinned_at(cf, key, None)
+    }
+
+    /// A point read of `key` in `cf` as of `at` (`None`: through the view).
+    fn get_pinned_at(
+        &self,
+        cf: &str,
+        key: &[u8],
+        at: Option<&Snapshot<'_>>,
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        let mut opts = ReadOptions::default();
+        // The value is pinned apart from the snapshot: the view may go once it is read.
+        let _view = self.read_at(&mut opts, at);
+        self.db
+            .get_pinned_cf_opt(self.cf(cf), key, &opts)
+            .map_err(storage)
     }
 
     /// Every row of a column family under `prefix`, in key order, mapped by `map` from its
@@ -378,7 +463,7 @@ impl Store {
         self.scan_at(cf, prefix, None, map)
     }
 
-    /// Rows of `cf` with keys in `from..to` (`None`: to the end) as of `at` (`None`: now),
+    /// Rows of `cf` with keys in `from..to` (`None`: to the end) as of `at` (`None`: the view),
     /// mapped as by `scan`.
     fn scan_range<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
@@ -387,16 +472,16 @@ impl Store {
         at: Option<&Snapshot<'_>>,
         map: F,
     ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let mut opts = read_options(at);
+        let mut opts = ReadOptions::default();
         // Scans read whole column families (snapshots, live projections): see `events_from`.
         opts.fill_cache(false);
         if let Some(to) = to {
             opts.set_iterate_upper_bound(to.to_vec());
         }
-        self.raw_scan(cf, opts, from, map)
+        self.raw_scan(cf, opts, at, from, map)
     }
 
-    /// `scan` as of a RocksDB snapshot (`None`: now).
+    /// `scan` as of a RocksDB snapshot (`None`: the view).
     fn scan_at<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
         &'s self,
         cf: &str,

@@ -312,7 +312,9 @@ impl Store {
         to: &[u8],
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         let within = |key: &[u8]| key >= from && key < to;
-        let mut rows = self.db.raw_iterator_cf(self.cf(cf));
+        let mut opts = rocksdb::ReadOptions::default();
+        let _view = self.read_at(&mut opts, None);
+        let mut rows = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
         rows.seek(from);
         let first = rows.key().filter(|key| within(key)).map(<[u8]>::to_vec);
         rows.seek_for_prev(to);

@@ -10,10 +10,7 @@ pub use check::RowDecoder;
 use rocksdb::{Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    CF_META, CF_SNAPSHOTS, COLUMN_FAMILIES, Durability, Head, Store, corrupt, decode, read_options,
-    storage,
-};
+use super::{CF_META, CF_SNAPSHOTS, COLUMN_FAMILIES, Durability, Head, Store, corrupt, decode};
 use crate::domain::{Hash, OrderId, OrderState, Position, Timestamp};
 use crate::error::Result;
 use crate::format::digest::Digester;
@@ -86,9 +83,9 @@ impl Store {
     /// were damaged makes the digests differ (the rebuild reports it), it does not stop the
     /// rebuild.
     pub fn live_digest(&self, projections: &Projections) -> Result<Hash> {
-        let snapshot = self.db.snapshot();
+        let point = self.read_point();
         Ok(self
-            .live_rows(&snapshot, projections, |_, _, _| Ok(()))?
+            .live_rows(point.snapshot(), projections, |_, _, _| Ok(()))?
             .digest)
     }
 
@@ -105,9 +102,7 @@ impl Store {
     ) -> Result<LiveRows> {
         let at = Some(snapshot);
         let totals = self
-            .db
-            .get_pinned_cf_opt(self.cf(CF_META), keys::META_TOTALS, &read_options(at))
-            .map_err(storage)?
+            .get_pinned_at(CF_META, keys::META_TOTALS, at)?
             .map_or_else(|| (projections.empty_totals)(), |bytes| bytes.to_vec());
         let mut hasher = Digester::default();
         let mut orders = 0u64;
@@ -176,17 +171,19 @@ impl Store {
         created_at: Timestamp,
         taken: impl FnOnce() -> bool,
     ) -> Result<Option<SnapshotHeader>> {
-        let snapshot = self.db.snapshot();
+        // In the writer's process, the view: the last durable commit.
+        let point = self.read_point();
+        let snapshot = point.snapshot();
         if !taken() {
             return Ok(None);
         }
         let head: Head = self
-            .meta_record_at(keys::META_HEAD, Some(&snapshot))?
+            .meta_record_at(keys::META_HEAD, Some(snapshot))?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
         let position = head.position;
         let mut batch = WriteBatch::default();
         self.delete_snapshot_rows(&mut batch, position);
-        let rows = self.live_rows(&snapshot, projections, |kind, key, value| {
+        let rows = self.live_rows(snapshot, projections, |kind, key, value| {
             batch.put_cf(
                 self.cf(CF_SNAPSHOTS),
                 keys::snapshot_key(position, kind, key),
@@ -238,9 +235,7 @@ impl Store {
     pub fn snapshot_totals(&self, position: Position) -> Result<Vec<u8>> {
         let what = format!("snapshot at position {position}");
         let raw = self
-            .db
-            .get_pinned_cf(self.cf(CF_SNAPSHOTS), keys::snapshot_key(position, 0, &[]))
-            .map_err(storage)?
+            .get_pinned(CF_SNAPSHOTS, &keys::snapshot_key(position, 0, &[]))?
             .ok_or_else(|| corrupt(&what, "no totals row"))?;
         Ok(raw.to_vec())
     }
@@ -257,11 +252,7 @@ impl Store {
             keys::SNAPSHOT_ORDER,
             keys::order_state_key(order_id),
         );
-        let Some(raw) = self
-            .db
-            .get_pinned_cf(self.cf(CF_SNAPSHOTS), key)
-            .map_err(storage)?
-        else {
+        let Some(raw) = self.get_pinned(CF_SNAPSHOTS, &key)? else {
             return Ok(None);
         };
         let what = format!("snapshot at position {position}");
