@@ -811,6 +811,7 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
                 "max_us": latency.micros(1.0),
                 "p99_in_fsyncs": round2(latency.micros(0.99) / fsync_us),
                 "commits": commits,
+                "syncs": after.syncs - before.syncs,
                 "events_per_commit": round2(events as f64 / commits as f64),
                 "peak_rss_mib": rss,
                 "baseline": {

@@ -50,8 +50,13 @@ impl Collector for Writer {
         let counters = [
             (
                 "ordo_commits",
-                "Durable commits (one fsync each)",
+                "Durable commits (one WriteBatch each)",
                 stats.commits,
+            ),
+            (
+                "ordo_wal_syncs",
+                "Syncs of the write-ahead log (one fsync each), each covering every commit written before it",
+                stats.syncs,
             ),
             (
                 "ordo_committed_events",

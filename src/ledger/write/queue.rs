@@ -15,6 +15,7 @@ use super::committer::{Committer, commit_in_background};
 use super::snapshots::Snapshots;
 use super::stage::AppendResult;
 use super::stager::{Reply, Stager};
+use super::syncer::Syncer;
 use crate::ledger::input::NewEvent;
 
 /// Most events in one request (`append --file`, an HTTP batch): product.md section 4.
@@ -23,6 +24,9 @@ pub const BATCH_EVENTS_MAX: usize = 10_000;
 pub const COMMIT_EVENTS_MAX: usize = 10_000;
 /// Most requests waiting for the writer; submitters block beyond it (back-pressure).
 pub const QUEUE_REQUESTS_MAX: usize = 4096;
+/// Most written groups waiting for the syncer; the writer waits beyond it (and the staged
+/// states of each stay in memory until it is durable).
+pub const SYNC_QUEUE_GROUPS_MAX: usize = 64;
 
 /// One submission: events (with the input line each came from, for messages) and where to
 /// send the answer.
@@ -64,7 +68,7 @@ pub struct Sequencer {
     pub(super) queue: Option<SyncSender<Work>>,
     pub(super) worker: Option<JoinHandle<()>>,
     pub(super) counters: Arc<Counters>,
-    /// The committed head position, published after every durable commit: live readers
+    /// The durable head position, published after every durable commit: live readers
     /// (the server's subscriptions) wait on it instead of polling the store.
     pub(super) committed: tokio::sync::watch::Receiver<Position>,
 }
@@ -73,8 +77,12 @@ pub struct Sequencer {
 /// well group commit combines requests (events per commit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WriterStats {
-    /// Successful commits (one `WriteBatch`, one fsync each when durable).
+    /// Successful commits (one `WriteBatch` each).
     pub commits: u64,
+    /// Successful syncs of the write-ahead log (fsyncs when durable), each covering every
+    /// commit written before it: fewer than `commits` when groups were written while a
+    /// sync was under way.
+    pub syncs: u64,
     /// Events written by those commits.
     pub events: u64,
     /// Requests answered (appended, refused or failed).
@@ -84,6 +92,7 @@ pub struct WriterStats {
 #[derive(Default)]
 pub(super) struct Counters {
     pub(super) commits: AtomicU64,
+    pub(super) syncs: AtomicU64,
     pub(super) events: AtomicU64,
     pub(super) requests: AtomicU64,
 }
@@ -99,17 +108,27 @@ impl Sequencer {
         let counters = Arc::new(Counters::default());
         let (publish, committed) = tokio::sync::watch::channel(head.position);
         let tree = Some(store.merkle_frontier(head.position.0)?);
+        let (to_sync, inbox) = sync_channel(SYNC_QUEUE_GROUPS_MAX);
         let mut committer = Committer {
             store: store.clone(),
             head,
             tree,
+            to_sync: to_sync.clone(),
+            snapshot_every_events: 0,
+        };
+        committer.read_settings();
+        let syncer = Syncer {
+            store: store.clone(),
             durability,
             counters: counters.clone(),
             publish,
             snapshots: Snapshots::default(),
-            snapshot_every_events: 0,
+            failed: None,
         };
-        committer.read_settings();
+        let syncer = std::thread::Builder::new()
+            .name("ordo-syncer".to_owned())
+            .spawn(move || syncer.run(&inbox))
+            .map_err(|e| Error::Storage(format!("cannot start the syncer thread: {e}")))?;
         // One group is written while the next is staged.
         let (jobs, job_queue) = sync_channel(1);
         let (returner, returns) = sync_channel(1);
@@ -124,10 +143,12 @@ impl Sequencer {
             committer: Some(committer),
             jobs: Some(jobs),
             returns,
+            to_sync: Some(to_sync),
+            durable: committed.clone(),
         };
         let worker = std::thread::Builder::new()
             .name("ordo-sequencer".to_owned())
-            .spawn(move || stager.run(&requests, head, thread))
+            .spawn(move || stager.run(&requests, head, (thread, syncer)))
             .map_err(|e| Error::Storage(format!("cannot start the writer thread: {e}")))?;
         Ok(Sequencer {
             queue: Some(queue),
@@ -147,6 +168,7 @@ impl Sequencer {
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
             events: self.counters.events.load(Ordering::Relaxed),
             requests: self.counters.requests.load(Ordering::Relaxed),
         }

@@ -5,16 +5,16 @@
 //! group commit is rolled back without disturbing the others.
 //!
 //! The overlay is layered, newest first: the current group's states and ids, a dry run's
-//! older generation, a sealed generation being written elsewhere (the sequencer's group in
-//! flight, or a dry run's spill on its way to the scratch table), the scratch table, and
-//! the store.
+//! older generation and its spill on its way to the scratch table, the sequencer's sealed
+//! groups that are not yet durable (being written, or waiting for their sync: the store's
+//! reads show durable commits only), the scratch table, and the store.
 //!
 //! A stage has a `Purpose`: for commits (the stager's, which seals groups for the
 //! committer) or a dry run (`import` stages a whole file first, keeping no events, so that
 //! a bad line anywhere means nothing is written; `dry_run` holds its spill to the scratch
 //! table). "Staged" means decided and sequenced, not yet written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -86,7 +86,7 @@ pub(super) struct StagedId {
 
 /// A group of staged events sealed for its commit (`Stage::seal`): the stage keeps reading
 /// the group's order states and ids from the same shared generation until the commit is
-/// written (`Stage::release_sealed`), so the next group can be staged meanwhile.
+/// durable (`Stage::release_durable`), so the next groups can be staged meanwhile.
 pub struct Sealed {
     events: Vec<Event>,
     /// The Merkle leaf hash of each event.
@@ -101,7 +101,8 @@ impl Sealed {
     /// projection rows its delta changes (read from `store` now: the committer calls this
     /// right before it writes, after the previous group's rows are written).
     pub fn commit(&self, store: &Store) -> Result<Commit<'_>> {
-        let rows = tables::delta_writes(&self.delta, |cf, key| store.get(cf, key))?;
+        // The rows as the previous commit wrote them, durable or not.
+        let rows = tables::delta_writes(&self.delta, |cf, key| store.get_written(cf, key))?;
         Ok(Commit {
             events: &self.events,
             states: self.generation.states.values().collect(),
@@ -139,8 +140,7 @@ pub struct Stage<'s> {
     /// The current generation of staged order states and event ids.
     states: HashMap<OrderId, OrderState>,
     ids: HashMap<EventId, StagedId>,
-    /// A generation being written elsewhere, newer than everything written: a dry run's
-    /// spill on its way to the scratch table, or the sequencer's group being committed.
+    /// A dry run's spill on its way to the scratch table.
     sealed: Option<Arc<Generation>>,
     purpose: Purpose,
 }
@@ -164,6 +164,8 @@ struct Kept {
     /// Each kept event's contribution to the aggregate projections.
     effects: Vec<(OrderId, Timestamp, Effects)>,
     undo: Vec<Undo>,
+    /// The sealed groups not yet durable, oldest first, each with the position it ends at.
+    unsynced: VecDeque<(Position, Arc<Generation>)>,
 }
 
 impl<'s> Stage<'s> {
@@ -251,13 +253,10 @@ impl<'s> Stage<'s> {
 
     /// Seals everything staged since the last seal for its commit: the staged events, the
     /// states of the orders they touched and their sum of projection effects. Until
-    /// `release_sealed`, later stages still read those states and ids from the sealed
-    /// group, so they can go on while it is written.
+    /// `release_durable`, later stages still read those states and ids from the sealed
+    /// group, so they can go on while it is written and synced.
     pub fn seal(&mut self) -> Sealed {
-        assert!(
-            self.sealed.is_none(),
-            "the previous sealed group is released (written) before the next is sealed"
-        );
+        let head = self.head;
         let kept = self.kept("seal");
         kept.undo.clear();
         let mut delta = Delta::default();
@@ -275,7 +274,9 @@ impl<'s> Stage<'s> {
             states: std::mem::take(&mut self.states),
             ids: std::mem::take(&mut self.ids),
         });
-        self.sealed = Some(generation.clone());
+        self.kept("seal")
+            .unsynced
+            .push_back((head.position, generation.clone()));
         Sealed {
             events,
             leaves,
@@ -285,21 +286,39 @@ impl<'s> Stage<'s> {
         }
     }
 
-    /// Forgets everything staged and sealed, and starts again at `head` (what the store
-    /// holds after a failed commit).
+    /// After the commit of the newest sealed group failed: forgets it and everything
+    /// staged since, and starts again at `head` (what the store holds). The older sealed
+    /// groups were written and stay until they are durable.
     pub fn restart(&mut self, head: Head) {
-        self.kept("restart");
+        let mut unsynced = std::mem::take(&mut self.kept("restart").unsynced);
+        unsynced.pop_back();
         *self = Stage::for_commits(self.store, head);
+        self.kept("restart").unsynced = unsynced;
     }
 
-    /// The sealed group is written: from now on the store answers for it.
-    pub fn release_sealed(&mut self) {
-        self.sealed = None;
+    /// The commits up to `durable` are durable: from now on the store answers for them.
+    pub fn release_durable(&mut self, durable: Position) {
+        let unsynced = &mut self.kept("release groups").unsynced;
+        while unsynced.front().is_some_and(|(end, _)| *end <= durable) {
+            unsynced.pop_front();
+        }
+    }
+
+    /// The sealed groups not yet durable, newest first.
+    fn unsynced(&self) -> impl Iterator<Item = &Generation> {
+        let unsynced = match &self.purpose {
+            Purpose::Commit(kept) => Some(kept.unsynced.iter().rev()),
+            Purpose::DryRun(_) => None,
+        };
+        unsynced
+            .into_iter()
+            .flatten()
+            .map(|(_, generation)| generation.as_ref())
     }
 
     fn state(&self, order_id: &OrderId) -> Result<Option<OrderState>> {
-        // Newest first: the current generation, a dry run's older one, the sealed one, a
-        // dry run's scratch table, the store.
+        // Newest first: the current generation, a dry run's older one and its spill, the
+        // sealed groups not yet durable, a dry run's scratch table, the store.
         if let Some(state) = self.states.get(order_id) {
             return Ok(Some(state.clone()));
         }
@@ -312,7 +331,13 @@ impl<'s> Stage<'s> {
         {
             return Ok(Some(state.clone()));
         }
-        if let Some(state) = self.sealed.as_ref().and_then(|g| g.states.get(order_id)) {
+        if let Some(state) = self
+            .sealed
+            .iter()
+            .map(AsRef::as_ref)
+            .chain(self.unsynced())
+            .find_map(|g| g.states.get(order_id))
+        {
             return Ok(Some(state.clone()));
         }
         if let Some(dry_run) = dry_run
@@ -332,7 +357,13 @@ impl<'s> Stage<'s> {
             .ids
             .get(event_id)
             .or_else(|| dry_run.and_then(|d| d.older_ids.get(event_id)))
-            .or_else(|| self.sealed.as_ref().and_then(|g| g.ids.get(event_id)))
+            .or_else(|| {
+                self.sealed
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .chain(self.unsynced())
+                    .find_map(|g| g.ids.get(event_id))
+            })
         {
             return Ok(Some((staged.result.clone(), staged.digest)));
         }

@@ -1,7 +1,8 @@
 //! The stager: the writer thread that owns the head. It takes every request waiting in the
 //! queue as a group, stages each against the rules (a refused request is rolled back
-//! alone), seals the group and has it committed, then answers: group commit. A large group
-//! goes to the committer thread while the next is staged on top of it.
+//! alone), seals the group and has it written; the syncer answers once it is durable:
+//! group commit, with the next groups staged and written while one is synced. A large group
+//! is written on the committer thread while the next is staged on top of it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,8 @@ use crate::store::{Head, Store};
 use super::committer::Committer;
 use super::queue::{COMMIT_EVENTS_MAX, Chain, Counters, Request, Work, stopped};
 use super::stage::{AppendResult, Sealed, Stage};
+use super::syncer::ToSync;
+use crate::domain::Position;
 use crate::ledger::clock_now;
 use crate::ledger::input::NewEvent;
 
@@ -27,11 +30,13 @@ pub(super) type Accepted = (Reply, Option<Chain>, Vec<AppendResult>);
 /// staging a few events, far less than staging an import's batch.
 pub const PIPELINE_EVENTS_MIN: usize = 256;
 
-/// A commit that failed: the head the store holds after it, and what its requests were
-/// told (the stager tells the same to a group it staged on top of it).
+/// A commit that failed: the head the store holds after it, what its requests are told
+/// (the stager tells the same to a group it staged on top of it), and their answers, sent
+/// once the stager has restarted.
 pub(super) struct Failed {
     pub(super) head: Head,
     pub(super) message: String,
+    pub(super) answers: Answers,
 }
 
 /// Where a request's answer goes.
@@ -66,10 +71,20 @@ pub(super) struct Stager {
     pub(super) returns: Receiver<Returned>,
     /// The committer's `snapshot_every_events`: a group ends at a multiple of it.
     pub(super) snapshot_every_events: u64,
+    /// The syncer's inbox (the committer sends the groups; the stager its barriers).
+    pub(super) to_sync: Option<SyncSender<ToSync>>,
+    /// The durable head, as the syncer publishes it: the sealed groups up to it are
+    /// released from the stage.
+    pub(super) durable: tokio::sync::watch::Receiver<Position>,
 }
 
 impl Stager {
-    pub(super) fn run(mut self, requests: &Receiver<Work>, head: Head, thread: JoinHandle<()>) {
+    pub(super) fn run(
+        mut self,
+        requests: &Receiver<Work>,
+        head: Head,
+        (thread, syncer): (JoinHandle<()>, JoinHandle<()>),
+    ) {
         let store = self.store.clone();
         let mut stage = Stage::for_commits(&store, head);
         let mut carried: Option<Work> = None;
@@ -84,9 +99,11 @@ impl Stager {
             let first = match first {
                 Work::Append(request) => request,
                 Work::Exclusive(job) => {
-                    // Nothing may be in flight: the work sees (and may replace) the store
-                    // between two commits, and the stage reads from the store afterwards.
+                    // Nothing may be in flight or waiting for its sync: the work sees (and
+                    // may replace) the store between two durable commits, and the stage
+                    // reads from the store afterwards.
                     let _ = self.settle(&mut stage, true);
+                    self.wait_durable(&mut stage);
                     job(&self.store);
                     if let Some(committer) = &mut self.committer {
                         committer.read_settings();
@@ -123,12 +140,26 @@ impl Stager {
             self.stage_group(&mut stage, group);
         }
         let _ = self.settle(&mut stage, true);
-        // Closing the committer thread's queue stops it.
+        // Closing the committer thread's queue stops it; closing the syncer's (the
+        // committer's sender and ours) stops the syncer once it has answered everything,
+        // and it waits for the snapshots.
         self.jobs.take();
         let _ = thread.join();
-        if let Some(committer) = &mut self.committer {
-            committer.close_snapshots();
+        self.committer.take();
+        self.to_sync.take();
+        let _ = syncer.join();
+    }
+
+    /// Waits until every written group is durable and answered, and releases them all
+    /// from the stage.
+    fn wait_durable(&mut self, stage: &mut Stage<'_>) {
+        if let Some(to_sync) = &self.to_sync {
+            let (done, wait) = std::sync::mpsc::sync_channel(1);
+            if to_sync.send(ToSync::Barrier(done)).is_ok() {
+                let _ = wait.recv();
+            }
         }
+        stage.release_durable(*self.durable.borrow());
     }
 
     /// Waits until the group in flight is written (or, with `wait` false, looks whether it
@@ -153,10 +184,7 @@ impl Stager {
             Ok((committer, outcome)) => {
                 self.committer = Some(committer);
                 match outcome {
-                    Ok(()) => {
-                        stage.release_sealed();
-                        return Ok(());
-                    }
+                    Ok(()) => return Ok(()),
                     Err(failed) => failed,
                 }
             }
@@ -165,6 +193,7 @@ impl Stager {
             Err(TryRecvError::Disconnected) => return Err(stopped().to_string()),
         };
         stage.restart(failed.head);
+        failed.answers.send();
         Err(failed.message)
     }
 
@@ -180,6 +209,7 @@ impl Stager {
         // always lands here after the failure is known); nothing is staged yet, so there is
         // nothing to refuse.
         let _ = self.settle(stage, false);
+        stage.release_durable(*self.durable.borrow());
         let mut accepted = Vec::with_capacity(group.len());
         for request in group {
             if request.chain.as_ref().is_some_and(Chain::broken) {
@@ -236,13 +266,12 @@ impl Stager {
         sealed: Sealed,
         accepted: Vec<Accepted>,
     ) {
-        let (outcome, answers) = committer.commit(&sealed, accepted);
+        let outcome = committer.commit(&sealed, accepted);
         self.committer = Some(committer);
-        match outcome {
-            Ok(()) => stage.release_sealed(),
-            Err(failed) => stage.restart(failed.head),
+        if let Err(failed) = outcome {
+            stage.restart(failed.head);
+            failed.answers.send();
         }
-        answers.send();
     }
 }
 
