@@ -52,6 +52,8 @@ const IMAGE_ENV: &str = "ORDO_POWER_CHILD_IMAGE";
 const LEDGER_ENV: &str = "ORDO_POWER_CHILD_LEDGER";
 const SYNC_ENV: &str = "ORDO_POWER_CHILD_SYNC";
 const EVENTS_ENV: &str = "ORDO_POWER_CHILD_EVENTS";
+/// More writer threads, each appending single events (`0`: the two writers alone).
+const WRITERS_ENV: &str = "ORDO_POWER_CHILD_WRITERS";
 /// Orders appended as one atomic batch of this many events.
 const BATCH_EVENTS: usize = 4;
 
@@ -93,6 +95,7 @@ fn power_loss_child_writer() {
         _ => Durability::Sync,
     };
     let events = env_number(EVENTS_ENV, 120);
+    let writers = env_number(WRITERS_ENV, 0);
     let ledger = Ledger::open_with(Path::new(&dir), Access::ReadWrite, durability)
         .expect("open for writing");
     let device = fs::OpenOptions::new()
@@ -145,7 +148,23 @@ fn power_loss_child_writer() {
                 acknowledge(&ledger.append_batch(batch).expect("batch"));
             }
         });
+        for w in 0..writers {
+            let (ledger, slots, acknowledge) = (&ledger, &slots, &acknowledge);
+            scope.spawn(move || {
+                for n in 0.. {
+                    if slots.load(Ordering::SeqCst) >= events {
+                        break;
+                    }
+                    let order = OrderId::new(format!("W{w}-{n}")).expect("id");
+                    acknowledge(&[ledger
+                        .append(NewEvent::new(order, placed()))
+                        .expect("append")]);
+                }
+            });
+        }
     });
+    let stats = ledger.writer_stats().expect("a writer");
+    println!("STATS {} {}", stats.commits, stats.syncs);
     drop(ledger);
     println!("DONE");
 }
@@ -230,9 +249,11 @@ struct Recording {
     /// Indexes of the recorded changes that are markers.
     markers: Vec<usize>,
     changes: usize,
+    /// The writer's commits and syncs.
+    commits_and_syncs: (u64, u64),
 }
 
-fn record(outagefs: &Path, durability: Durability) -> Recording {
+fn record(outagefs: &Path, durability: Durability, writers: u64) -> Recording {
     let dir = tempfile::tempdir().expect("temp dir");
     let base = dir.path().join("base");
     fs::File::create(&base)
@@ -264,6 +285,7 @@ umount "$ORDO_POWER_MNT""#;
         )
         .env(LEDGER_ENV, mnt.join("ledger"))
         .env(SYNC_ENV, sync)
+        .env(WRITERS_ENV, writers.to_string())
         .env(EVENTS_ENV, env_number("ORDO_POWER_EVENTS", 120).to_string()));
     let written = fs::read_to_string(&acks).expect("acknowledgements");
     assert!(
@@ -271,8 +293,19 @@ umount "$ORDO_POWER_MNT""#;
         "the writer did not finish: {written}"
     );
     let mut acked = Acked::new();
+    let mut commits_and_syncs = (0, 0);
     for line in written.lines() {
         parse_ack(line, &mut acked);
+        if let Some(["STATS", commits, syncs]) = line
+            .find("STATS ")
+            .map(|start| line[start..].split_whitespace().collect::<Vec<_>>())
+            .as_deref()
+        {
+            commits_and_syncs = (
+                commits.parse().expect("commits"),
+                syncs.parse().expect("syncs"),
+            );
+        }
     }
     let shown = run(Command::new(outagefs).current_dir(dir.path()).arg("show"));
     let mut markers = Vec::new();
@@ -298,6 +331,7 @@ umount "$ORDO_POWER_MNT""#;
         acked,
         markers,
         changes,
+        commits_and_syncs,
     }
 }
 
@@ -420,7 +454,7 @@ fn check_state(recording: &Recording, filter: &str) -> Seen {
 
 /// Records one run and checks sampled crash states: (states checked, states with a loss,
 /// the first loss).
-fn power_loss_run(durability: Durability) -> Option<(usize, Vec<String>, Recording)> {
+fn power_loss_run(durability: Durability, writers: u64) -> Option<(usize, Vec<String>, Recording)> {
     let outagefs = match outagefs() {
         Ok(path) => path,
         Err(reason) => {
@@ -428,7 +462,7 @@ fn power_loss_run(durability: Durability) -> Option<(usize, Vec<String>, Recordi
             return None;
         }
     };
-    let recording = record(&outagefs, durability);
+    let recording = record(&outagefs, durability, writers);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(env_number("ORDO_POWER_SEED", 7));
     let states = crash_states(
         &recording,
@@ -444,8 +478,10 @@ fn power_loss_run(durability: Durability) -> Option<(usize, Vec<String>, Recordi
         }
     }
     eprintln!(
-        "{durability:?}: {} acknowledged events, {} device changes, {} crash states, {markers_checked} acknowledgements checked in them, {} states lost data",
+        "{durability:?}, {} writers: {} acknowledged events, {:?} commits and syncs, {} device changes, {} crash states, {markers_checked} acknowledgements checked in them, {} states lost data",
+        writers + 2,
         recording.acked.len(),
+        recording.commits_and_syncs,
         recording.changes,
         states.len(),
         losses.len()
@@ -458,10 +494,30 @@ fn acknowledged_events_survive_power_loss_in_every_sampled_crash_state() {
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some((states, losses, recording)) = power_loss_run(Durability::Sync) else {
+    let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 0) else {
         return;
     };
     assert!(states > 0 && !recording.acked.is_empty());
+    assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
+}
+
+/// The writer syncs one group while it writes the next ones. With many writers, power is
+/// cut while groups are written but not yet synced: none of those may have been
+/// acknowledged, and every acknowledged one must be there.
+#[test]
+fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync() {
+    if std::env::var(IMAGE_ENV).is_ok() {
+        return;
+    }
+    let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 8) else {
+        return;
+    };
+    assert!(states > 0 && !recording.acked.is_empty());
+    let (commits, syncs) = recording.commits_and_syncs;
+    assert!(
+        syncs > 0 && commits > syncs,
+        "groups were written while a sync ran (commits {commits}, syncs {syncs})"
+    );
     assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
 }
 
@@ -470,7 +526,7 @@ fn without_fsync_the_harness_sees_acknowledged_events_lost() {
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some((_, losses, _)) = power_loss_run(Durability::NoSync) else {
+    let Some((_, losses, _)) = power_loss_run(Durability::NoSync, 0) else {
         return;
     };
     assert!(
