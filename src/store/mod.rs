@@ -4,16 +4,15 @@
 //! projection rows and a snapshot's decoding come from the caller (`projection::tables`).
 //!
 //! - this file: opening (locks, WAL check, options; `open` opens RocksDB as a writer,
-//!   read-only or secondary reader), the generic reads (`get`, `scan`) and the mapping of
-//!   RocksDB's errors;
+//!   read-only or secondary reader) and the mapping of RocksDB's errors;
 //! - `log`: the events, the per-order indexes and the commit;
 //! - `snapshot/`: snapshots and the rebuild's replacement; `meta`: settings;
 //! - `merkle`: the Merkle tree's nodes, the ledger id and the checkpoint origin;
 //! - `chunks`: the log read in chunks for a fold; `scratch`: import's dry-run overlay;
 //! - `wal`, `recover`, `dir`: the write-ahead log check, `ordo recover`, the lock;
+//! - `read`: the generic reads (`get`, `scan`) through the view;
+//! - `view`: what readers in the writer's process see (durable commits only);
 //! - `options`: RocksDB tuning; `tamper`: faults and raw writes for tests.
-//!
-//! - `view`: what readers in the writer's process see (durable commits only).
 //!
 //! Every commit is one `WriteBatch`, written without a sync (`write_commit`); the writer
 //! acknowledges it only after a `sync` (with `Durability::Sync`, an fsync of the WAL) that
@@ -26,6 +25,7 @@ mod merkle;
 mod meta;
 mod open;
 mod options;
+mod read;
 mod recover;
 mod scratch;
 mod snapshot;
@@ -45,6 +45,7 @@ pub use merkle::tree_writes;
 pub use meta::Settings;
 use open::open_db;
 use options::{BLOCK_CACHE_BYTES, WRITE_BUFFERS_BYTES_MAX, options};
+use read::{log_scan_options, prefix_upper_bound, read_options};
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
@@ -59,9 +60,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBRawIterator, ReadOptions, Snapshot, WriteBatch, WriteOptions,
-};
+use rocksdb::{ColumnFamilyDescriptor, DB, WriteBatch, WriteOptions};
 
 use crate::domain::Position;
 use crate::error::{Error, Result};
@@ -156,40 +155,6 @@ impl Drop for Store {
         {
             // Only costs the next reader time: everything is in the fsync'ed WAL.
             tracing::warn!("flushing memtables on close failed: {e}");
-        }
-    }
-}
-
-/// The iterator of `Store::raw_scan`.
-struct RawScan<'s, F> {
-    rows: DBRawIterator<'s>,
-    map: F,
-    /// Whether the first row was returned (the seek placed the iterator on it).
-    started: bool,
-    /// The end or an error was reached.
-    done: bool,
-    /// The view the rows are read through, kept while they are.
-    _view: Option<Arc<View>>,
-}
-
-impl<T, F: FnMut(&[u8], &[u8]) -> Result<T>> Iterator for RawScan<'_, F> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        if self.done {
-            return None;
-        }
-        if self.started {
-            self.rows.next();
-        }
-        self.started = true;
-        match self.rows.item() {
-            Some((key, value)) => Some((self.map)(key, value)),
-            None => {
-                // Not valid: the end, or a read error that ended the iteration.
-                self.done = true;
-                self.rows.status().err().map(|e| Err(storage(e)))
-            }
         }
     }
 }
@@ -382,117 +347,6 @@ impl Store {
         Ok(())
     }
 
-    /// Rows of column family `cf` from key `from` on (bounded by `opts`) as of `at` (`None`:
-    /// through the view), each mapped by `map` from the key and value borrowed from
-    /// RocksDB's buffers: no allocation or copy per row (RocksDB's allocating iterator boxes
-    /// every key and value it yields).
-    fn raw_scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
-        &'s self,
-        cf: &str,
-        opts: ReadOptions,
-        at: Option<&Snapshot<'_>>,
-        from: &[u8],
-        map: F,
-    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let mut opts = opts;
-        let view = self.read_at(&mut opts, at);
-        let mut rows = self.db.raw_iterator_cf_opt(self.cf(cf), opts);
-        rows.seek(from);
-        RawScan {
-            rows,
-            map,
-            started: false,
-            done: false,
-            _view: view,
-        }
-    }
-
-    /// Sets `opts` to read as of `at`, or else through this process's view (`view`);
-    /// returns the view, to keep while the read lasts.
-    fn read_at(&self, opts: &mut ReadOptions, at: Option<&Snapshot<'_>>) -> Option<Arc<View>> {
-        if let Some(snapshot) = at {
-            opts.set_snapshot(snapshot);
-            return None;
-        }
-        let view = self.view();
-        if let Some(view) = &view {
-            opts.set_snapshot(view.snapshot());
-        }
-        view
-    }
-
-    /// The value of `key` in column family `cf`, if it is stored.
-    pub fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.get_pinned(cf, key)?.map(|value| value.to_vec()))
-    }
-
-    /// The value of `key` in `cf` as the writer last wrote it, durable or not: only for the
-    /// writer, which builds each commit on the one before.
-    pub fn get_written(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(cf), key).map_err(storage)
-    }
-
-    /// A point read of `key` in `cf` through this process's view (`view`).
-    fn get_pinned(&self, cf: &str, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
-        self.get_pinned_at(cf, key, None)
-    }
-
-    /// A point read of `key` in `cf` as of `at` (`None`: through the view).
-    fn get_pinned_at(
-        &self,
-        cf: &str,
-        key: &[u8],
-        at: Option<&Snapshot<'_>>,
-    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
-        let mut opts = ReadOptions::default();
-        // The value is pinned apart from the snapshot: the view may go once it is read.
-        let _view = self.read_at(&mut opts, at);
-        self.db
-            .get_pinned_cf_opt(self.cf(cf), key, &opts)
-            .map_err(storage)
-    }
-
-    /// Every row of a column family under `prefix`, in key order, mapped by `map` from its
-    /// key and value (borrowed: see `raw_scan`).
-    pub fn scan<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
-        &'s self,
-        cf: &str,
-        prefix: &[u8],
-        map: F,
-    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        self.scan_at(cf, prefix, None, map)
-    }
-
-    /// Rows of `cf` with keys in `from..to` (`None`: to the end) as of `at` (`None`: the view),
-    /// mapped as by `scan`.
-    fn scan_range<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
-        &'s self,
-        cf: &str,
-        (from, to): (&[u8], Option<&[u8]>),
-        at: Option<&Snapshot<'_>>,
-        map: F,
-    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let mut opts = ReadOptions::default();
-        // Scans read whole column families (snapshots, live projections): see `events_from`.
-        opts.fill_cache(false);
-        if let Some(to) = to {
-            opts.set_iterate_upper_bound(to.to_vec());
-        }
-        self.raw_scan(cf, opts, at, from, map)
-    }
-
-    /// `scan` as of a RocksDB snapshot (`None`: the view).
-    fn scan_at<'s, T, F: FnMut(&[u8], &[u8]) -> Result<T> + 's>(
-        &'s self,
-        cf: &str,
-        prefix: &[u8],
-        at: Option<&Snapshot<'_>>,
-        map: F,
-    ) -> impl Iterator<Item = Result<T>> + use<'s, T, F> {
-        let upper = prefix_upper_bound(prefix);
-        self.scan_range(cf, (prefix, upper.as_deref()), at, map)
-    }
-
     /// Bytes used by the ledger's files.
     pub fn disk_bytes(&self) -> Result<u64> {
         let mut total = 0;
@@ -506,35 +360,6 @@ impl Store {
         }
         Ok(total)
     }
-}
-
-/// Read options of a scan of the log: it reads each block once, so caching the blocks would
-/// only evict hot ones (and freeing a full cache made closing the store slow).
-fn log_scan_options() -> ReadOptions {
-    let mut opts = ReadOptions::default();
-    opts.fill_cache(false);
-    opts
-}
-
-/// The smallest key greater than every key starting with `prefix` (None: no bound).
-fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut upper = prefix.to_vec();
-    while let Some(last) = upper.pop() {
-        if last < 0xFF {
-            upper.push(last + 1);
-            return Some(upper);
-        }
-    }
-    None
-}
-
-/// Read options as of `at` (`None`: the latest data).
-fn read_options(at: Option<&Snapshot<'_>>) -> ReadOptions {
-    let mut opts = ReadOptions::default();
-    if let Some(snapshot) = at {
-        opts.set_snapshot(snapshot);
-    }
-    opts
 }
 
 /// A corruption error about `what` (position unknown).
