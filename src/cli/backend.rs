@@ -144,9 +144,9 @@ fn local(dir: &Path, ask: Ask) -> Result<Value, Error> {
         Ask::Evidence(order, size, signer, _) => {
             json(reader(dir)?.prove_order(&order, size, signer.as_ref())?)
         }
-        Ask::Append(event, _) => json(super::open_writing(dir)?.append(*event)?),
+        Ask::Append(event, _) => json(super::open_writing_briefly(dir)?.append(*event)?),
         Ask::AppendBatch(events) => {
-            let ledger = super::open_writing(dir)?;
+            let ledger = super::open_writing_briefly(dir)?;
             let events = events.into_iter().map(|(line, e, _)| (line, e)).collect();
             let mut result = BatchResult::default();
             result.add(&ledger.append_batch(events)?);

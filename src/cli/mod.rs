@@ -161,9 +161,21 @@ impl TimeArgs {
 /// The ledger in `dir` opened for writing; a ledger written before the Merkle tree was
 /// kept builds it first, with a progress bar.
 pub fn open_writing(dir: &std::path::Path) -> Result<ordo::ledger::Ledger, ordo::Error> {
+    open_as(dir, ordo::store::Access::ReadWrite)
+}
+
+/// The ledger in `dir` opened for one `append` (`Access::ReadWriteBrief`).
+pub fn open_writing_briefly(dir: &std::path::Path) -> Result<ordo::ledger::Ledger, ordo::Error> {
+    open_as(dir, ordo::store::Access::ReadWriteBrief)
+}
+
+fn open_as(
+    dir: &std::path::Path,
+    access: ordo::store::Access,
+) -> Result<ordo::ledger::Ledger, ordo::Error> {
     ordo::ledger::Ledger::open_reporting(
         dir,
-        ordo::store::Access::ReadWrite,
+        access,
         ordo::store::Durability::Sync,
         &read::Bar::new(),
     )

@@ -102,7 +102,7 @@ impl Ledger {
     ) -> Result<Ledger> {
         let store = Arc::new(Store::open(path, access)?);
         let sequencer = match access {
-            Access::ReadWrite => {
+            Access::ReadWrite | Access::ReadWriteBrief => {
                 let head = store.head()?;
                 if !store.merkle_kept()? {
                     tracing::warn!(

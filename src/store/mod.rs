@@ -85,6 +85,20 @@ pub enum Access {
     ReadOnly,
     /// The single writer; creates the ledger on first use.
     ReadWrite,
+    /// The single writer, for one short command that commits a few events and closes
+    /// (`ordo append`). As `ReadWrite`, without what pays off only over many commits and
+    /// costs every open: memtable bloom filters (megabytes zeroed per open) and automatic
+    /// compactions (a compaction started by a process that lives 20 ms is cancelled when
+    /// it closes, its work lost). Level 0 is kept bounded at close instead
+    /// (`BRIEF_L0_FILES_MAX`).
+    ReadWriteBrief,
+}
+
+impl Access {
+    /// True for the writer's accesses.
+    pub fn writes(self) -> bool {
+        self != Access::ReadOnly
+    }
 }
 
 /// Whether a commit waits for the WAL to reach the disk.
@@ -110,6 +124,8 @@ pub struct Store {
     /// A reader's secondary-instance directory (RocksDB keeps its own info log there);
     /// removed when the store closes. Declared after `db`, so dropped after it.
     _secondary: Option<tempfile::TempDir>,
+    /// How it was opened; a brief writer keeps level 0 bounded at close.
+    access: Access,
     /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
     fault: std::sync::atomic::AtomicU8,
     /// A sync of the write-ahead log failed: what was written since may not be on disk,
@@ -127,6 +143,22 @@ pub const FLUSH_ON_CLOSE_BYTES_MIN: u64 = 4 * 1024 * 1024;
 /// logs it recovered (a new one starts at each open), and every open checks and replays
 /// each of them.
 pub const FLUSH_ON_CLOSE_LOGS_MAX: usize = 16;
+
+/// A brief writer (`Access::ReadWriteBrief`) closing with more level-0 tables than this
+/// in a column family compacts before it closes. Brief writers start no compactions, and
+/// every open reads all of each level-0 table's index and filter: without this, commands
+/// that each flush a few tiny tables would slow every later open without bound. RocksDB
+/// compacts at 4 (`level0_file_num_compaction_trigger`); twice that spreads the cost over
+/// more commands.
+pub const BRIEF_L0_FILES_MAX: u64 = 8;
+
+/// Longest a brief writer's close waits for the compaction `BRIEF_L0_FILES_MAX` asks for;
+/// one cut short is resumed by the next writer that compacts.
+const BRIEF_COMPACTION_SECONDS_MAX: u64 = 60;
+
+/// RocksDB's info logs kept (`LOG.old.*`): each writer's open starts a new one, and
+/// every open lists the directory.
+const INFO_LOGS_KEPT: usize = 10;
 
 impl Drop for Store {
     fn drop(&mut self) {
@@ -156,6 +188,49 @@ impl Drop for Store {
             // Only costs the next reader time: everything is in the fsync'ed WAL.
             tracing::warn!("flushing memtables on close failed: {e}");
         }
+        if self.access == Access::ReadWriteBrief {
+            self.bound_level0(&cfs);
+        }
+    }
+}
+
+impl Store {
+    /// A brief writer's close: compacts when a column family has more than
+    /// `BRIEF_L0_FILES_MAX` level-0 tables, waiting for it (at most
+    /// `BRIEF_COMPACTION_SECONDS_MAX`). Failures only cost later opens time.
+    fn bound_level0(&self, cfs: &[&rocksdb::ColumnFamily]) {
+        let most = self.level0_tables_most(cfs);
+        if most <= BRIEF_L0_FILES_MAX {
+            return;
+        }
+        tracing::info!("{most} tables in level 0: compacting before closing");
+        for cf in cfs {
+            if let Err(e) = self
+                .db
+                .set_options_cf(cf, &[("disable_auto_compactions", "false")])
+            {
+                tracing::warn!("enabling compactions on close failed: {e}");
+                return;
+            }
+        }
+        let mut wait = rocksdb::WaitForCompactOptions::default();
+        wait.set_timeout(BRIEF_COMPACTION_SECONDS_MAX * 1_000_000);
+        if let Err(e) = self.db.wait_for_compact(&wait) {
+            tracing::warn!("compacting level 0 on close did not finish: {e}");
+        }
+    }
+
+    /// The most level-0 tables any of `cfs` has (0 when RocksDB cannot say).
+    fn level0_tables_most(&self, cfs: &[&rocksdb::ColumnFamily]) -> u64 {
+        cfs.iter()
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(cf, "rocksdb.num-files-at-level0")
+                    .ok()
+                    .flatten()
+            })
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -198,7 +273,7 @@ impl Store {
     /// Opens the ledger in `path`, treating damaged write-ahead logs as `recovery` says.
     pub fn open_with_recovery(path: &Path, access: Access, recovery: Recovery) -> Result<Store> {
         let lock = match access {
-            Access::ReadWrite => Some(lock_dir(path)?),
+            Access::ReadWrite | Access::ReadWriteBrief => Some(lock_dir(path)?),
             Access::ReadOnly => {
                 if !Store::exists(path) {
                     return Err(Error::NotFound(format!(
@@ -231,14 +306,15 @@ impl Store {
         // Compaction's size estimates are not read from every table at open (RocksDB
         // builds them as it goes): an open reads what it needs to answer.
         db_opts.set_skip_stats_update_on_db_open(true);
-        if access == Access::ReadWrite {
+        db_opts.set_keep_log_file_num(INFO_LOGS_KEPT);
+        if access.writes() {
             // Commits are written into RocksDB's log buffer and reach the log file only
             // when the syncer flushes and syncs them (`Store::sync`): one write(2) and one
             // fsync for every group written meanwhile, and a secondary instance (a reader
             // beside the writer) finds no group in the file before its sync has begun.
             db_opts.set_manual_wal_flush(true);
         }
-        if access == Access::ReadWrite && logs == Some(WalState::Whole) {
+        if access.writes() && logs == Some(WalState::Whole) {
             // A writer keeps the logs it recovered instead of flushing them into tiny
             // tables at every open (five or so per `ordo append`, which piled up in level 0
             // for every later open to read): the logs stay until a close flushes
@@ -260,10 +336,11 @@ impl Store {
             path: path.to_owned(),
             _lock: lock,
             _secondary: secondary,
+            access,
             fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
             sync_failed: AtomicBool::new(false),
         };
-        if access == Access::ReadWrite {
+        if access.writes() {
             store.start_view();
         }
         store.check_format(access)?;
@@ -320,7 +397,7 @@ impl Store {
                 self.path.display(),
                 v
             ))),
-            None if access == Access::ReadWrite => {
+            None if access.writes() => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(meta, keys::META_FORMAT, [LEDGER_FORMAT_VERSION]);
                 batch.put_cf(meta, keys::META_HEAD, codec::encode_head(&Head::genesis()));
@@ -398,4 +475,71 @@ pub(crate) fn ledger_of_placed_orders(
         ledger.append(NewEvent::new(order, data)).expect("append");
     }
     (tmp, ledger)
+}
+
+#[cfg(test)]
+mod brief_writer_tests {
+    use super::*;
+    use crate::domain::{EventData, EventType, OrderId};
+    use crate::ledger::{Ledger, NewEvent};
+
+    fn level0_tables_most(path: &Path) -> u64 {
+        let store = Store::open(path, Access::ReadOnly).expect("reader");
+        let cfs: Vec<&rocksdb::ColumnFamily> = COLUMN_FAMILIES
+            .iter()
+            .filter_map(|name| store.db.cf_handle(name))
+            .collect();
+        store.level0_tables_most(&cfs)
+    }
+
+    #[test]
+    fn brief_writers_that_each_flush_on_close_keep_level_0_bounded() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let order = OrderId::new("ORD-1").expect("id");
+        let note = |i: usize| {
+            EventData::from_json(
+                EventType::NoteAdded,
+                serde_json::json!({"text": format!("{i}")}),
+            )
+            .expect("note")
+        };
+        let placed = EventData::from_json(
+            EventType::OrderPlaced,
+            serde_json::json!({"customer_id": "C-1", "currency": "EUR",
+                               "lines": [{"sku": "A", "quantity": 1, "unit_price": 100}]}),
+        )
+        .expect("placed");
+        let mut most_seen = 0;
+        // Every (FLUSH_ON_CLOSE_LOGS_MAX + 1)th close flushes: about 12 flushes, each a
+        // level-0 table per column family written to, more than BRIEF_L0_FILES_MAX.
+        let opens = (FLUSH_ON_CLOSE_LOGS_MAX + 1) * (BRIEF_L0_FILES_MAX as usize + 4);
+        for i in 0..opens {
+            let ledger = Ledger::open_with(tmp.path(), Access::ReadWriteBrief, Durability::NoSync)
+                .expect("brief writer");
+            let data = if i == 0 { placed.clone() } else { note(i) };
+            ledger
+                .append(NewEvent::new(order.clone(), data))
+                .expect("append");
+            drop(ledger);
+            if i % (FLUSH_ON_CLOSE_LOGS_MAX + 1) == FLUSH_ON_CLOSE_LOGS_MAX {
+                let most = level0_tables_most(tmp.path());
+                assert!(
+                    most <= BRIEF_L0_FILES_MAX,
+                    "{most} level-0 tables after {} brief writers",
+                    i + 1
+                );
+                most_seen = most_seen.max(most);
+            }
+        }
+        assert!(
+            most_seen >= 2,
+            "the closes flushed tables ({most_seen} at most)"
+        );
+        let reader = Ledger::open(tmp.path(), Access::ReadOnly).expect("reader");
+        assert_eq!(
+            reader.head().expect("head").position.0,
+            opens as u64,
+            "nothing lost"
+        );
+    }
 }

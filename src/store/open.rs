@@ -19,7 +19,7 @@ pub(super) fn open_db(
     cfs: [ColumnFamilyDescriptor; COLUMN_FAMILIES.len()],
 ) -> Result<(DB, Option<tempfile::TempDir>)> {
     Ok(match access {
-        Access::ReadWrite => {
+        Access::ReadWrite | Access::ReadWriteBrief => {
             db_opts.create_if_missing(true);
             db_opts.create_missing_column_families(true);
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;

@@ -37,9 +37,17 @@ pub(super) fn options(cache: &rocksdb::Cache, name: Option<&str>, access: Access
     // filter, each miss searches the memtable's skip list, cache miss by cache miss (a
     // large share of the writer thread in a profile of `ordo import`). Readers write
     // nothing; allocating and zeroing the filters cost every read command's open.
+    // A brief writer commits a few events: zeroing the filters (MiBs) would cost it more
+    // than they save.
     if access == Access::ReadWrite && matches!(name, Some(CF_EVENT_IDS | CF_ORDER_STATE)) {
         opts.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         opts.set_memtable_whole_key_filtering(true);
+    }
+    // A brief writer's compactions would be cancelled when it closes, milliseconds later,
+    // after competing with its commit for the CPU (`Store::bound_level0` says what
+    // replaces them).
+    if access == Access::ReadWriteBrief {
+        opts.set_disable_auto_compactions(true);
     }
     // Built without snappy; name the compression we have, never rely on the default.
     opts.set_compression_type(DBCompressionType::Lz4);
