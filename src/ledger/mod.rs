@@ -197,6 +197,27 @@ impl Ledger {
         )
     }
 
+    /// `append` for async callers (the server): the same durable commit, awaited.
+    pub async fn append_async(&self, event: NewEvent) -> Result<AppendResult> {
+        let mut results = self.appender()?.submit_async(vec![(None, event)]).await?;
+        Ok(results.pop().expect("one event submitted, one result"))
+    }
+
+    /// `append_batch` for async callers (the server): the same durable commit, awaited.
+    pub async fn append_batch_async(
+        &self,
+        events: Vec<(u64, NewEvent)>,
+    ) -> Result<Vec<AppendResult>> {
+        self.appender()?
+            .submit_async(
+                events
+                    .into_iter()
+                    .map(|(line, e)| (Some(line), e))
+                    .collect(),
+            )
+            .await
+    }
+
     /// What the writer has committed since the ledger was opened (`None` when read-only).
     pub fn writer_stats(&self) -> Option<WriterStats> {
         self.sequencer.as_ref().map(Sequencer::stats)

@@ -1,7 +1,8 @@
 //! Routes and handlers. Each handler parses its request (query parameters through
 //! `ledger::params`, exactly as the CLI parses its flags), runs the library call on the
-//! blocking pool (RocksDB reads and waiting for an fsync block), and answers JSON with the
-//! CLI's field names. No business rule lives here.
+//! blocking pool (RocksDB reads block) or, for appends, awaits the writer's answer (it
+//! comes once the commit is durable), and answers JSON with the CLI's field names. No
+//! business rule lives here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,7 +154,7 @@ async fn append(
 async fn append_one(app: &Arc<App>, value: Value) -> Reply {
     let started = Instant::now();
     let event = ledger::parse_event_value(value)?;
-    let result = blocking(app, move |l| l.append(event)).await;
+    let result = app.ledger.append_async(event).await;
     app.metrics.append(
         started.elapsed().as_secs_f64(),
         result.as_ref().map_or(0, |r| u64::from(!r.duplicate)),
@@ -192,7 +193,7 @@ async fn append_batch(app: &Arc<App>, items: Vec<Value>) -> Reply {
                 .map_err(|e| e.at_line(line))
         })
         .collect::<crate::Result<Vec<_>>>()?;
-    let results = blocking(app, move |l| l.append_batch(events)).await;
+    let results = app.ledger.append_batch_async(events).await;
     let mut batch = BatchResult::default();
     if let Ok(results) = &results {
         batch.add(results);

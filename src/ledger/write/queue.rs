@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::domain::Position;
@@ -189,12 +189,7 @@ impl Sequencer {
         events: Vec<(Option<u64>, NewEvent)>,
         chain: Option<&Chain>,
     ) -> Result<Pending> {
-        if events.len() > BATCH_EVENTS_MAX {
-            return Err(Error::InvalidInput(format!(
-                "a batch holds at most {BATCH_EVENTS_MAX} events, this one has {}; use `ordo import` for more",
-                events.len()
-            )));
-        }
+        check_batch(&events)?;
         let (reply, answer) = sync_channel(1);
         if events.is_empty() {
             let _ = reply.send(Ok(Vec::new()));
@@ -205,11 +200,43 @@ impl Sequencer {
             .ok_or_else(stopped)?
             .send(Work::Append(Request {
                 events,
-                reply,
+                reply: Reply::Blocking(reply),
                 chain: chain.cloned(),
             }))
             .map_err(|_| stopped())?;
         Ok(answer)
+    }
+
+    /// `submit` for async callers: the same request and answer (after the commit is
+    /// durable), awaited without holding a thread. A full queue is waited for on the
+    /// blocking pool, never on the caller's async thread.
+    pub async fn submit_async(
+        &self,
+        events: Vec<(Option<u64>, NewEvent)>,
+    ) -> Result<Vec<AppendResult>> {
+        check_batch(&events)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        let work = Work::Append(Request {
+            events,
+            reply: Reply::Async(reply),
+            chain: None,
+        });
+        match queue.try_send(work) {
+            Ok(()) => {}
+            Err(TrySendError::Full(work)) => {
+                let queue = queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(work))
+                    .await
+                    .map_err(|_| stopped())?
+                    .map_err(|_| stopped())?;
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Runs `work` on the writer thread between two commits: no event is committed while it
@@ -239,4 +266,15 @@ impl Drop for Sequencer {
             let _ = worker.join();
         }
     }
+}
+
+/// Refuses a request of more than `BATCH_EVENTS_MAX` events.
+fn check_batch(events: &[(Option<u64>, NewEvent)]) -> Result<()> {
+    if events.len() > BATCH_EVENTS_MAX {
+        return Err(Error::InvalidInput(format!(
+            "a batch holds at most {BATCH_EVENTS_MAX} events, this one has {}; use `ordo import` for more",
+            events.len()
+        )));
+    }
+    Ok(())
 }

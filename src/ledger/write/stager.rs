@@ -39,8 +39,28 @@ pub(super) struct Failed {
     pub(super) answers: Answers,
 }
 
-/// Where a request's answer goes.
-pub(super) type Reply = SyncSender<Result<Vec<AppendResult>>>;
+/// Where a request's answer goes: a thread blocked on a channel (`Sequencer::submit`), or
+/// a task awaiting it (`Sequencer::submit_async`: the server, whose requests would
+/// otherwise each hold a blocking-pool thread and cost two more thread wake-ups).
+pub(super) enum Reply {
+    Blocking(SyncSender<Result<Vec<AppendResult>>>),
+    Async(tokio::sync::oneshot::Sender<Result<Vec<AppendResult>>>),
+}
+
+impl Reply {
+    /// Sends the answer. A submitter that has gone (an HTTP client that hung up) misses
+    /// it; what was committed stays committed.
+    pub(super) fn send(self, answer: Result<Vec<AppendResult>>) {
+        match self {
+            Reply::Blocking(reply) => {
+                let _ = reply.send(answer);
+            }
+            Reply::Async(reply) => {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
 
 /// Answers to send once the stager knows the outcome of their commit.
 pub(super) struct Answers(pub(super) Vec<(Reply, Result<Vec<AppendResult>>)>);
@@ -48,7 +68,7 @@ pub(super) struct Answers(pub(super) Vec<(Reply, Result<Vec<AppendResult>>)>);
 impl Answers {
     pub(super) fn send(self) {
         for (reply, answer) in self.0 {
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
     }
 }
@@ -213,7 +233,7 @@ impl Stager {
         let mut accepted = Vec::with_capacity(group.len());
         for request in group {
             if request.chain.as_ref().is_some_and(Chain::broken) {
-                let _ = request.reply.send(Err(Error::Storage(
+                request.reply.send(Err(Error::Storage(
                     "an earlier batch of the same import failed; this one was not written"
                         .to_owned(),
                 )));
@@ -227,7 +247,7 @@ impl Stager {
                     if let Some(chain) = &request.chain {
                         chain.break_off();
                     }
-                    let _ = request.reply.send(Err(e));
+                    request.reply.send(Err(e));
                 }
             }
         }

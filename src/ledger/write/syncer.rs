@@ -134,6 +134,6 @@ impl Syncer {
 /// Acknowledges accepted requests with their results.
 fn answer(accepted: Vec<Accepted>) {
     for (reply, _, results) in accepted {
-        let _ = reply.send(Ok(results));
+        reply.send(Ok(results));
     }
 }

@@ -188,3 +188,79 @@ fn a_waiting_snapshot_is_superseded_by_a_newer_one_which_writes_after_the_curren
     });
     assert!(!lock(&turns.0).writing, "its turn was given back");
 }
+
+#[test]
+fn async_submitters_beyond_a_full_queue_are_all_answered_once_their_events_are_committed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(Store::open(tmp.path(), Access::ReadWrite).expect("store"));
+    let sequencer = Arc::new(
+        Sequencer::start(
+            store.clone(),
+            store.head().expect("head"),
+            Durability::NoSync,
+        )
+        .expect("writer"),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // The writer is held in exclusive work while more requests than the queue holds are
+    // submitted: the first QUEUE_REQUESTS_MAX fill it, the rest wait on the blocking pool.
+    let (release, wait) = sync_channel::<()>(0);
+    let (started, is_started) = sync_channel::<()>(1);
+    let held = {
+        let sequencer = sequencer.clone();
+        std::thread::spawn(move || {
+            sequencer
+                .exclusive(move |_| {
+                    let _ = started.send(());
+                    let _ = wait.recv();
+                    Ok(())
+                })
+                .expect("exclusive work")
+        })
+    };
+    is_started
+        .recv()
+        .expect("the writer runs the exclusive work");
+    let requests = QUEUE_REQUESTS_MAX + 100;
+    let tasks: Vec<_> = (0..requests)
+        .map(|i| {
+            let sequencer = sequencer.clone();
+            runtime
+                .spawn(async move { sequencer.submit_async(vec![placed(&format!("A{i}"))]).await })
+        })
+        .collect();
+    // Nothing is answered while the writer is held: no answer before the commit.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        tasks.iter().all(|t| !t.is_finished()),
+        "answered before commit"
+    );
+    release.send(()).expect("release the writer");
+    held.join().expect("held");
+    let mut positions: Vec<u64> = runtime.block_on(async {
+        let mut positions = Vec::new();
+        for task in tasks {
+            let results = task.await.expect("task").expect("appended");
+            assert_eq!(results.len(), 1);
+            positions.push(results[0].position.0);
+        }
+        positions
+    });
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=requests as u64).collect::<Vec<_>>());
+    assert_eq!(
+        store.head().expect("head").position,
+        Position(requests as u64)
+    );
+    let too_many = (0..=BATCH_EVENTS_MAX)
+        .map(|i| placed(&format!("B{i}")))
+        .collect();
+    let refused = runtime
+        .block_on(sequencer.submit_async(too_many))
+        .expect_err("refused");
+    assert!(matches!(refused, Error::InvalidInput(_)), "{refused}");
+}
