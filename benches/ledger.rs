@@ -20,9 +20,9 @@
 //! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
 //!    raw single-writer fsync rate (the physical limit is writers x that rate);
 //! 5. the CLI as whole processes (`ordo state`, `ordo append`);
-//! 6. `ordo serve` under 1, 16, 128 HTTP clients appending single events (keep-alive
-//!    connections), vs in-process appends by as many threads (`-- --http-only` runs just
-//!    this phase, on fresh ledgers);
+//! 6. `ordo serve` (a child process) under 1, 16, 128 HTTP clients appending single
+//!    events (keep-alive connections), vs in-process appends by as many threads
+//!    (`-- --http-only` runs just this phase, on fresh ledgers);
 //!
 //! and the peak resident memory of each in-process phase.
 
@@ -634,9 +634,9 @@ fn load(
     })
 }
 
-/// `ordo serve` under concurrent HTTP clients appending single events (each client its own
-/// keep-alive connection), against in-process appends by as many threads, each on a fresh
-/// ledger, for `--seconds` each.
+/// `ordo serve` (a child process) under concurrent HTTP clients appending single events
+/// (each client its own keep-alive connection), against in-process appends by as many
+/// threads, each on a fresh ledger, for `--seconds` each.
 fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
     for &clients in &args.http_clients {
         let deadline = || Instant::now() + Duration::from_secs_f64(args.seconds);
@@ -649,8 +649,8 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
             })?;
             (Latencies::new(latencies), started.elapsed())
         };
-        let ledger = Ledger::open(&dir.join(format!("http-{clients}")), Access::ReadWrite)?;
-        let (url, stop, server) = serve(ledger)?;
+        let server = ServeProcess::start(&dir.join(format!("http-{clients}")))?;
+        let url = server.url.clone();
         let agents = http_agents(clients);
         let started = Instant::now();
         let latencies = load(clients, deadline(), |thread, n| {
@@ -673,10 +673,7 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
             Ok(())
         })?;
         let elapsed = started.elapsed();
-        let _ = stop.send(());
-        server
-            .join()
-            .map_err(|_| anyhow::anyhow!("server thread panicked"))??;
+        server.stop()?;
         let http = Latencies::new(latencies);
         let (local, local_elapsed) = local;
         report.rows.push(Row {
@@ -700,9 +697,6 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Starts `ordo serve` in this process on a free loopback port: its URL, the stop switch
-/// and the thread to join.
-#[allow(clippy::type_complexity)]
 /// One keep-alive HTTP client per load thread (HTTP errors are answers, not failures).
 fn http_agents(clients: usize) -> Vec<ureq::Agent> {
     (0..clients)
@@ -715,31 +709,70 @@ fn http_agents(clients: usize) -> Vec<ureq::Agent> {
         .collect()
 }
 
-fn serve(
-    ledger: Ledger,
-) -> Result<(
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<ordo::Result<()>>,
-)> {
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = ordo::server::ServeOptions::new("127.0.0.1:0".parse()?, None);
-    let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new()
-            .map_err(|e| ordo::Error::Storage(format!("runtime: {e}")))?;
-        runtime.block_on(async move {
-            let server = ordo::server::Server::bind(ledger, options).await?;
-            let _ = url_tx.send(server.url().to_owned());
-            server
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    });
-    let url = url_rx.recv_timeout(Duration::from_secs(30))?;
-    Ok((url, stop, thread))
+/// `ordo serve` (the release binary) as a child process on a free loopback port: the
+/// clients' threads then run in another process than the server, as they would in use,
+/// and the server's figures are its own (both still share the machine's cores).
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(ledger_dir: &Path) -> Result<ServeProcess> {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+            .env_remove("ORDO_SERVER")
+            .env_remove("ORDO_TOKEN_FILE")
+            .arg("--data-dir")
+            .arg(ledger_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("the server's stderr")?;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let first = lines.next().context("ordo serve printed nothing")??;
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .with_context(|| format!("no URL in {first:?}"))?
+            .to_owned();
+        // Drained so that the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServeProcess { child, url })
+    }
+
+    /// SIGTERM, and a clean exit within 60 s.
+    fn stop(mut self) -> Result<()> {
+        let pid = self.child.id().to_string();
+        if !Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+        {
+            bail!("kill -TERM {pid} failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("ordo serve exited with {status}");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("ordo serve did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        // Only reached with the server still running when a phase failed.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
