@@ -509,17 +509,28 @@ fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 8) else {
-        return;
-    };
-    assert!(states > 0 && !recording.acked.is_empty());
-    let (commits, syncs) = recording.commits_and_syncs;
-    assert!(
-        syncs > 0 && commits > syncs,
-        "groups were written while a sync ran (commits {commits}, syncs {syncs})"
-    );
-    assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
+    // Whether a group is written during a sync depends on the scheduler: on a busy
+    // machine a run can have none (seen once in CI-like load). Every run's crash states
+    // are checked; the overlap must happen in one of a few runs.
+    let mut overlapped = Vec::new();
+    for _ in 0..OVERLAP_RUNS_MAX {
+        let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 8) else {
+            return;
+        };
+        assert!(states > 0 && !recording.acked.is_empty());
+        assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
+        let (commits, syncs) = recording.commits_and_syncs;
+        overlapped.push((commits, syncs));
+        if syncs > 0 && commits > syncs {
+            return;
+        }
+    }
+    panic!("no run wrote groups while a sync ran (commits, syncs per run: {overlapped:?})");
 }
+
+/// Runs of the overlap test before it concludes that groups are never written during a
+/// sync.
+const OVERLAP_RUNS_MAX: usize = 3;
 
 #[test]
 fn without_fsync_the_harness_sees_acknowledged_events_lost() {
