@@ -9,14 +9,14 @@ use super::dir::writer_holds_lock;
 use super::{Access, COLUMN_FAMILIES, storage};
 use crate::error::{Error, Result};
 
-/// RocksDB's `max_open_files` for a plain read-only instance and a brief writer: a table
+/// RocksDB's `max_open_files` for a plain read-only instance (no writer beside it): a table
 /// cache of 10 tables (RocksDB keeps 10 of the limit for other files), the least recently
 /// used closed when more are needed (tables an iterator is reading stay open). RocksDB
 /// opens up to a quarter of the cache's capacity of tables (at most 16) while it opens the
 /// database, and all of them with no limit (-1); so a short command opens two, then the
 /// ones its reads reach. Measured on the benchmark's ledger (issue 25): `ordo state` p50
 /// 13.4 to 8.8 ms; `export`, `verify` and `query orders` within noise.
-const SHORT_COMMAND_OPEN_FILES_MAX: i32 = 20;
+const READER_OPEN_FILES_MAX: i32 = 20;
 
 /// Opens the RocksDB database in `path` for `access`: the writer as the primary; a reader
 /// read-only, or as a secondary instance beside a running writer (its directory returned
@@ -31,10 +31,11 @@ pub(super) fn open_db(
         Access::ReadWrite | Access::ReadWriteBrief => {
             db_opts.create_if_missing(true);
             db_opts.create_missing_column_families(true);
-            if access == Access::ReadWriteBrief {
-                // Commits touch a few keys: tables are opened as they are reached.
-                db_opts.set_max_open_files(SHORT_COMMAND_OPEN_FILES_MAX);
-            }
+            // Every writer, brief ones included, opens every table at open (RocksDB's
+            // default, unlimited open files) and fails on a damaged one: a reader beside it
+            // is a secondary instance, which would fall back silently to an older state
+            // past a damaged table, and relies on the writer having opened them all.
+            // (Opening them lazily took 4 ms off `ordo append`; not worth that.)
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
             (db, None)
         }
@@ -52,7 +53,7 @@ pub(super) fn open_db(
             // table its keys may be in, so no answer comes from a partial ledger; a
             // command that reads no key of a damaged table answers without noticing it,
             // and `ordo verify` reads them all.
-            db_opts.set_max_open_files(SHORT_COMMAND_OPEN_FILES_MAX);
+            db_opts.set_max_open_files(READER_OPEN_FILES_MAX);
             let db =
                 DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?;
             (db, None)
