@@ -642,16 +642,24 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         let deadline = || Instant::now() + Duration::from_secs_f64(args.seconds);
         let local = {
             let ledger = Ledger::open(&dir.join(format!("inproc-{clients}")), Access::ReadWrite)?;
+            let cpu = cpu_seconds("self")?;
             let started = Instant::now();
             let latencies = load(clients, deadline(), |thread, n| {
                 ledger.append(bench_event(clients, thread, n)?)?;
                 Ok(())
             })?;
-            (Latencies::new(latencies), started.elapsed())
+            let elapsed = started.elapsed();
+            (
+                Latencies::new(latencies),
+                elapsed,
+                cpu_seconds("self")? - cpu,
+            )
         };
         let server = ServeProcess::start(&dir.join(format!("http-{clients}")))?;
+        let server_pid = server.child.id().to_string();
         let url = server.url.clone();
         let agents = http_agents(clients);
+        let (server_cpu, clients_cpu) = (cpu_seconds(&server_pid)?, cpu_seconds("self")?);
         let started = Instant::now();
         let latencies = load(clients, deadline(), |thread, n| {
             let body = if n.is_multiple_of(10) {
@@ -673,9 +681,14 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
             Ok(())
         })?;
         let elapsed = started.elapsed();
+        let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
+        let clients_cpu = cpu_seconds("self")? - clients_cpu;
         server.stop()?;
         let http = Latencies::new(latencies);
-        let (local, local_elapsed) = local;
+        let (local, local_elapsed, local_cpu) = local;
+        let per_event_us = |cpu: f64, events: usize| round2(cpu * 1e6 / events.max(1) as f64);
+        let server_us = per_event_us(server_cpu, http.len());
+        let local_us = per_event_us(local_cpu, local.len());
         report.rows.push(Row {
             phase: leak(format!("HTTP appends, {clients} clients (durable)")),
             metric: "events/s",
@@ -686,15 +699,64 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
                 "events": http.len(),
                 "p50_us": http.micros(0.50), "p99_us": http.micros(0.99),
                 "max_us": http.micros(1.0),
+                "server_cpu_us_per_event": server_us,
+                "clients_cpu_us_per_event": per_event_us(clients_cpu, http.len()),
                 "baseline": {
                     "what": "in-process Ledger::append by as many threads, fresh ledger",
                     "events": local.len(),
                     "p50_us": local.micros(0.50), "p99_us": local.micros(0.99),
+                    "cpu_us_per_event": local_us,
                 },
+            }),
+        });
+        // The clients share the machine's cores with the server: the events/s above
+        // count their CPU against the server. The CPU each process spent per event
+        // separates them.
+        report.rows.push(Row {
+            phase: leak(format!("  HTTP server CPU per event, {clients} clients")),
+            metric: "µs",
+            ordo: server_us,
+            baseline: Some(local_us),
+            target: None,
+            detail: json!({
+                "what": "CPU time (user + system, /proc) of the ordo serve process per event appended, against the in-process appender's (all its threads) per event; ratio = in-process / server",
+                "ratio_server_efficiency": round2(local_us / server_us.max(1e-9)),
             }),
         });
     }
     Ok(())
+}
+
+/// CPU seconds (user + system) a process has used so far: `pid` or "self", from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
+fn cpu_seconds(pid: &str) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = stat
+        .rsplit_once(')')
+        .with_context(|| format!("/proc/{pid}/stat: {stat:?}"))?
+        .1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        let field = fields.get(i).context("/proc/PID/stat is short")?;
+        Ok(field.parse::<u64>()? as f64)
+    };
+    // Fields 14 and 15 of the whole line are 11 and 12 after the name (field 3 is 0).
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+}
+
+/// The kernel's clock ticks per second for /proc times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// One keep-alive HTTP client per load thread (HTTP errors are answers, not failures).
