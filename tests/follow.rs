@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,16 +17,26 @@ use serde_json::Value;
 use common::nats::{Nats, head_of, kill_9, relay, terminate, wait_for};
 use common::{PLACED, TestLedger, ordo_at};
 
+/// `ordo follow`, once it says it is running (its signal handlers are installed by then:
+/// a SIGTERM sent earlier, while it opens the ledger, would kill it with the default
+/// action, and the replica may already be at the head from an earlier follower).
 fn follow(dir: &Path, url: &str, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ordo"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .env_remove("ORDO_SERVER")
         .arg("--data-dir")
         .arg(dir)
         .args(["follow", "--nats", url])
         .args(extra)
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("ordo follow starts")
+        .expect("ordo follow starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.starts_with("ordo follow: "), "{first}");
+    // Drained so that the follower never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
 }
 
 fn json_at(dir: &Path, args: &[&str]) -> Value {

@@ -67,13 +67,15 @@ pub fn follow(cli: &Cli, args: &FollowArgs) -> Result<()> {
         .thread_name("ordo-follow")
         .build()
         .map_err(|e| Error::Storage(format!("cannot start the replica's runtime: {e}")))?;
-    let _ = writeln!(
-        std::io::stderr(),
-        "ordo follow: {} into {}",
-        leader,
-        cli.data_dir.display()
-    );
     let result: Result<(), Error> = runtime.block_on(async {
+        // Installed before the line below says the follower is running.
+        let signalled = ordo::server::shutdown_signal();
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordo follow: {} into {}",
+            leader,
+            cli.data_dir.display()
+        );
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let (failed, mut failure) = tokio::sync::watch::channel(false);
         let (server, ledger) = match serve {
@@ -102,7 +104,7 @@ pub fn follow(cli: &Cli, args: &FollowArgs) -> Result<()> {
         // Stop on a signal, or when the replica stops on its own (a stream it cannot follow).
         let stopping = async move {
             tokio::select! {
-                _ = ordo::server::shutdown_signal() => {}
+                _ = signalled => {}
                 _ = failure.changed() => {}
             }
         };

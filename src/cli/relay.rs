@@ -75,17 +75,19 @@ pub fn relay(cli: &Cli, args: &RelayArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::Storage(format!("cannot start the relay runtime: {e}")))?;
     let stats = Arc::new(RelayStats::default());
-    let _ = writeln!(
-        std::io::stderr(),
-        "ordo relay: {} to stream {} at {}",
-        cli.data_dir.display(),
-        options.stream,
-        options.nats
-    );
     let result = runtime.block_on(async {
+        // Installed before the line below says the relay is running.
+        let signalled = ordo::server::shutdown_signal();
+        let _ = writeln!(
+            std::io::stderr(),
+            "ordo relay: {} to stream {} at {}",
+            cli.data_dir.display(),
+            options.stream,
+            options.nats
+        );
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            ordo::server::shutdown_signal().await;
+            signalled.await;
             let _ = stop.send(true);
         });
         ordo::relay::run(

@@ -92,6 +92,8 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         .build()
         .map_err(|e| Error::Storage(format!("cannot start the server runtime: {e}")))?;
     runtime.block_on(async {
+        // Installed before the line below says the server is ready.
+        let stopping = ordo::server::shutdown_signal();
         let ledger = super::open_writing(&cli.data_dir)?;
         let server = Server::bind(ledger, options).await?;
         // Tests and scripts read this line for the port actually bound.
@@ -112,7 +114,7 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
                 }
             })
         });
-        server.run(ordo::server::shutdown_signal()).await?;
+        server.run(stopping).await?;
         let _ = stop_relay.send(true);
         if let Some(relaying) = relaying {
             let _ = relaying.await;
