@@ -84,34 +84,46 @@ fn writer_snapshotting_every(events: u64) -> (tempfile::TempDir, Arc<Store>, Seq
     (tmp, store, sequencer)
 }
 
+/// Holds the writer in exclusive work, on a thread of `scope`, and returns once the
+/// writer runs it: what is submitted meanwhile queues up. The returned call releases it.
+fn hold_writer<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    sequencer: &'scope Sequencer,
+) -> impl FnOnce() + 'scope {
+    let (release, wait) = sync_channel::<()>(0);
+    let (started, is_started) = sync_channel::<()>(1);
+    let held = scope.spawn(move || {
+        sequencer
+            .exclusive(move |_| {
+                let _ = started.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .expect("exclusive work")
+    });
+    is_started
+        .recv()
+        .expect("the writer runs the exclusive work");
+    move || {
+        release.send(()).expect("release the writer");
+        held.join().expect("held");
+    }
+}
+
 #[test]
 fn queued_batches_commit_up_to_a_snapshot_multiple_and_the_snapshot_covers_exactly_it() {
     let (_tmp, store, sequencer) = writer_snapshotting_every(300);
     // Hold the writer in exclusive work until five batches of 100 are queued, so that
     // it finds them all waiting at once.
-    let (release, wait) = sync_channel::<()>(0);
-    let (started, is_started) = sync_channel::<()>(1);
     std::thread::scope(|scope| {
-        let held = scope.spawn(|| {
-            sequencer
-                .exclusive(move |_| {
-                    let _ = started.send(());
-                    let _ = wait.recv();
-                    Ok(())
-                })
-                .expect("exclusive work")
-        });
-        is_started
-            .recv()
-            .expect("the writer runs the exclusive work");
+        let release = hold_writer(scope, &sequencer);
         let pending: Vec<Pending> = (0..5)
             .map(|b| {
                 let batch = (0..100).map(|i| placed(&format!("B{b}-{i}"))).collect();
                 sequencer.submit_chained(batch, None).expect("queued")
             })
             .collect();
-        release.send(()).expect("release the writer");
-        held.join().expect("held");
+        release();
         let ends: Vec<Position> = pending
             .into_iter()
             .map(|p| {
@@ -208,39 +220,26 @@ fn async_submitters_beyond_a_full_queue_are_all_answered_once_their_events_are_c
         .expect("runtime");
     // The writer is held in exclusive work while more requests than the queue holds are
     // submitted: the first QUEUE_REQUESTS_MAX fill it, the rest wait on the blocking pool.
-    let (release, wait) = sync_channel::<()>(0);
-    let (started, is_started) = sync_channel::<()>(1);
-    let held = {
-        let sequencer = sequencer.clone();
-        std::thread::spawn(move || {
-            sequencer
-                .exclusive(move |_| {
-                    let _ = started.send(());
-                    let _ = wait.recv();
-                    Ok(())
-                })
-                .expect("exclusive work")
-        })
-    };
-    is_started
-        .recv()
-        .expect("the writer runs the exclusive work");
     let requests = QUEUE_REQUESTS_MAX + 100;
-    let tasks: Vec<_> = (0..requests)
-        .map(|i| {
-            let sequencer = sequencer.clone();
-            runtime
-                .spawn(async move { sequencer.submit_async(vec![placed(&format!("A{i}"))]).await })
-        })
-        .collect();
-    // Nothing is answered while the writer is held: no answer before the commit.
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(
-        tasks.iter().all(|t| !t.is_finished()),
-        "answered before commit"
-    );
-    release.send(()).expect("release the writer");
-    held.join().expect("held");
+    let tasks: Vec<_> = std::thread::scope(|scope| {
+        let release = hold_writer(scope, &sequencer);
+        let tasks: Vec<_> = (0..requests)
+            .map(|i| {
+                let sequencer = sequencer.clone();
+                runtime.spawn(async move {
+                    sequencer.submit_async(vec![placed(&format!("A{i}"))]).await
+                })
+            })
+            .collect();
+        // Nothing is answered while the writer is held: no answer before the commit.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            tasks.iter().all(|t| !t.is_finished()),
+            "answered before commit"
+        );
+        release();
+        tasks
+    });
     let mut positions: Vec<u64> = runtime.block_on(async {
         let mut positions = Vec::new();
         for task in tasks {
