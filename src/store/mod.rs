@@ -41,7 +41,7 @@ pub use crate::format::{
     LEDGER_FORMAT_VERSIONS_READ, RowWrite,
 };
 pub use chunks::{EventChunk, StoredEvents};
-pub use close::{BRIEF_L0_FILES_MAX, FLUSH_ON_CLOSE_BYTES_MIN, FLUSH_ON_CLOSE_LOGS_MAX};
+pub use close::{FLUSH_ON_CLOSE_BYTES_MIN, FLUSH_ON_CLOSE_LOGS_MAX, L0_BYTES_MAX, L0_FILES_MAX};
 use dir::lock_dir;
 pub use log::Commit;
 pub use merkle::tree_writes;
@@ -93,7 +93,7 @@ pub enum Access {
     /// costs every open: memtable bloom filters (megabytes zeroed per open) and automatic
     /// compactions (a compaction started by a process that lives 20 ms is cancelled when
     /// it closes, its work lost). Level 0 is kept bounded at close instead
-    /// (`BRIEF_L0_FILES_MAX`).
+    /// (`L0_FILES_MAX`).
     ReadWriteBrief,
 }
 
@@ -127,8 +127,6 @@ pub struct Store {
     /// A reader's secondary-instance directory (RocksDB keeps its own info log there);
     /// removed when the store closes. Declared after `db`, so dropped after it.
     _secondary: Option<tempfile::TempDir>,
-    /// How it was opened; a brief writer keeps level 0 bounded at close.
-    access: Access,
     /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
     fault: std::sync::atomic::AtomicU8,
     /// A sync of the write-ahead log failed: what was written since may not be on disk,
@@ -243,7 +241,6 @@ impl Store {
             path: path.to_owned(),
             _lock: lock,
             _secondary: secondary,
-            access,
             fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
             sync_failed: AtomicBool::new(false),
         };
