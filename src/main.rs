@@ -24,9 +24,15 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ORDO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Warnings, and the one long pause a command may make after its answer: a
+                // writer compacting level 0 as it closes (`store/close.rs`).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,ordo::store::close=info")
+                }),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or a pipe gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli::run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -97,7 +97,7 @@ impl Store {
             .iter()
             .fold((0, 0), |(t, b), (_, l0)| (t + l0.tables, b + l0.bytes));
         tracing::info!(
-            "{tables} tables, {} MiB in level 0: compacting before closing",
+            "compacting {} MiB of recently flushed tables ({tables} in level 0) before closing, so that later commands open quickly",
             bytes / (1024 * 1024)
         );
         // A compaction trigger of one table: RocksDB compacts each of these column families'
