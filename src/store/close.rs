@@ -4,6 +4,7 @@
 //! needed for durability (every acknowledged commit is in the fsync'ed log); it keeps the
 //! next opens fast.
 
+use std::collections::HashMap;
 use std::fs;
 use std::sync::atomic::Ordering;
 
@@ -33,8 +34,8 @@ pub const L0_FILES_MAX: u64 = 8;
 /// A writer closing with more than this in level 0 of a column family compacts that level
 /// first (see `L0_FILES_MAX`). A long writer (`ordo serve`, `ordo import`) flushes large
 /// memtables and its compactions stop when it closes: the benchmark's ledger was left with
-/// 290 MB in level 0, whose 4.5 MB of index and filter partitions took 5 to 8 ms and 1,500
-/// page faults of every later `ordo append` (issue 25, docs/benchmarks.md).
+/// 290 MB in level 0, whose 4.5 MB of index and filter partitions took about 10 ms and
+/// 1,500 page faults of every later `ordo append` (issue 25, docs/benchmarks.md).
 pub const L0_BYTES_MAX: u64 = 8 * 1024 * 1024;
 
 /// Longest a writer's close waits for the compaction of level 0 it asked for; one cut
@@ -122,9 +123,8 @@ impl Store {
     }
 
     /// Level 0 of each column family that has tables there, by name.
-    fn level0(&self) -> Result<std::collections::HashMap<String, Level0>, rocksdb::Error> {
-        let mut level0: std::collections::HashMap<String, Level0> =
-            std::collections::HashMap::new();
+    fn level0(&self) -> Result<HashMap<String, Level0>, rocksdb::Error> {
+        let mut level0: HashMap<String, Level0> = HashMap::new();
         for file in self.db.live_files()? {
             if file.level == 0 {
                 let l0 = level0.entry(file.column_family_name).or_default();
@@ -152,7 +152,7 @@ mod tests {
 
     use crate::store::{Access, Durability};
 
-    fn level0(path: &Path) -> std::collections::HashMap<String, Level0> {
+    fn level0(path: &Path) -> HashMap<String, Level0> {
         let store = Store::open(path, Access::ReadOnly).expect("reader");
         store.level0().expect("live files")
     }
