@@ -218,15 +218,53 @@ fn machine(dir: &Path, report: &mut Report) -> Result<()> {
     }
     fs::remove_file(&path)?;
     let latency = Latencies::new(latencies);
+    let round_trip = thread_round_trips(10_000);
     report.machine = json!({
         "cores": cores,
         "memory_gib": round2(memory_kib as f64 / 1024.0 / 1024.0),
         "fsync_p50_us": latency.micros(0.50),
         "fsync_p99_us": latency.micros(0.99),
         "fsync_per_second": round2(1e6 / latency.micros(0.50).max(1.0)),
+        "thread_round_trip_p50_us": round_trip.micros(0.50),
+        "thread_round_trip_p99_us": round_trip.micros(0.99),
         "date": ordo_now(),
     });
     Ok(())
+}
+
+/// What handing work to another thread and back costs here: two threads take turns on a
+/// mutex and condition variable, `n` times; each turn is two wake-ups. Every append crosses
+/// threads (caller, stager, syncer, and for HTTP the server's workers), so this is part of
+/// every latency below.
+fn thread_round_trips(n: usize) -> Latencies {
+    let turn = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let other = {
+        let turn = turn.clone();
+        std::thread::spawn(move || {
+            let (lock, ready) = &*turn;
+            for _ in 0..n {
+                let mut theirs = ready
+                    .wait_while(lock.lock().unwrap_or_else(|e| e.into_inner()), |t| !*t)
+                    .unwrap_or_else(|e| e.into_inner());
+                *theirs = false;
+                ready.notify_one();
+            }
+        })
+    };
+    let (lock, ready) = &*turn;
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let mut mine = lock.lock().unwrap_or_else(|e| e.into_inner());
+        *mine = true;
+        ready.notify_one();
+        let _back = ready
+            .wait_while(mine, |t| *t)
+            .unwrap_or_else(|e| e.into_inner());
+        latencies.push(started.elapsed());
+    }
+    let _ = other.join();
+    Latencies::new(latencies)
 }
 
 fn generate_workload(args: &Args, path: &Path, report: &mut Report) -> Result<u64> {
