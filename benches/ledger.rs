@@ -1032,27 +1032,27 @@ fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         report.rows.push(Row {
             phase,
             metric: "p50 ms",
-            ordo: round2(latency.micros(0.5) / 1000.0),
+            ordo: latency.millis(0.5),
             baseline: None,
             target: None,
             detail: json!({
                 "runs": latency.len(),
-                "p50_ms": round2(latency.micros(0.5) / 1000.0),
-                "p99_ms": round2(latency.micros(0.99) / 1000.0),
-                "process_start_p50_ms (ordo --version)": round2(version.micros(0.5) / 1000.0),
+                "p50_ms": latency.millis(0.5),
+                "p99_ms": latency.millis(0.99),
+                "process_start_p50_ms (ordo --version)": version.millis(0.5),
             }),
         });
     }
-    let floor_ms = version.micros(0.5) / 1000.0 + raw_open.micros(0.5) / 1000.0 + fsync_ms;
+    let floor_ms = version.millis(0.5) + raw_open.millis(0.5) + fsync_ms;
     report.rows.push(Row {
         phase: "  raw RocksDB: open + close of the same ledger for writing (in-process)",
         metric: "p50 ms",
-        ordo: round2(raw_open.micros(0.5) / 1000.0),
+        ordo: raw_open.millis(0.5),
         baseline: None,
         target: None,
         detail: json!({
             "runs": raw_open.len(),
-            "p99_ms": round2(raw_open.micros(0.99) / 1000.0),
+            "p99_ms": raw_open.millis(0.99),
             "column_families": names.len(),
             "append_floor_ms": round2(floor_ms),
             "append_floor": "process start p50 + this p50 + one fsync p50: a process that opens RocksDB, syncs one write and closes",
@@ -1084,6 +1084,11 @@ impl Latencies {
         }
         let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
         round2(self.0[rank - 1].as_secs_f64() * 1e6)
+    }
+
+    /// The `q` quantile in milliseconds, rounded as the report prints it.
+    fn millis(&self, q: f64) -> f64 {
+        round2(self.micros(q) / 1000.0)
     }
 }
 

@@ -304,12 +304,12 @@ pub(super) fn lag_under_load(
         report.rows.push(Row {
             phase,
             metric: "p99 ms",
-            ordo: super::round2(lag.micros(0.99) / 1000.0),
+            ordo: lag.millis(0.99),
             baseline: None,
             target: None,
             detail: json!({"clients": clients, "appended": appended, "samples": lag.len(),
-                "p50_ms": super::round2(lag.micros(0.50) / 1000.0),
-                "max_ms": super::round2(lag.micros(1.0) / 1000.0),
+                "p50_ms": lag.millis(0.50),
+                "max_ms": lag.millis(1.0),
                 "target": "p99 under 1 s"}),
         });
     }
