@@ -189,12 +189,7 @@ impl Ledger {
     /// Appends a batch atomically (all or none) in one durable commit. Each event carries
     /// its input line number for error messages.
     pub fn append_batch(&self, events: Vec<(u64, NewEvent)>) -> Result<Vec<AppendResult>> {
-        self.appender()?.submit(
-            events
-                .into_iter()
-                .map(|(line, e)| (Some(line), e))
-                .collect(),
-        )
+        self.appender()?.submit(numbered(events))
     }
 
     /// `append` for async callers (the server): the same durable commit, awaited.
@@ -208,14 +203,7 @@ impl Ledger {
         &self,
         events: Vec<(u64, NewEvent)>,
     ) -> Result<Vec<AppendResult>> {
-        self.appender()?
-            .submit_async(
-                events
-                    .into_iter()
-                    .map(|(line, e)| (Some(line), e))
-                    .collect(),
-            )
-            .await
+        self.appender()?.submit_async(numbered(events)).await
     }
 
     /// What the writer has committed since the ledger was opened (`None` when read-only).
@@ -329,4 +317,13 @@ pub(crate) fn clock_now() -> crate::domain::Timestamp {
 
 fn order_not_found(order_id: &OrderId) -> Error {
     Error::NotFound(format!("order {order_id} not found"))
+}
+
+/// A batch's events with their input line numbers, as the writer takes them (events
+/// without a line are single appends).
+fn numbered(events: Vec<(u64, NewEvent)>) -> Vec<(Option<u64>, NewEvent)> {
+    events
+        .into_iter()
+        .map(|(line, e)| (Some(line), e))
+        .collect()
 }
