@@ -56,6 +56,11 @@ const EVENTS_ENV: &str = "ORDO_POWER_CHILD_EVENTS";
 const WRITERS_ENV: &str = "ORDO_POWER_CHILD_WRITERS";
 /// Orders appended as one atomic batch of this many events.
 const BATCH_EVENTS: usize = 4;
+/// Orders placed before the acknowledged appends begin, with snapshots then due every
+/// `SNAPSHOT_EVERY_EVENTS` (`0`: neither). Over 1,000 orders, a snapshot is written in more
+/// than one write (`store::SNAPSHOT_CHUNK_ROWS`), all but the last unsynced.
+const SNAPSHOT_ORDERS_ENV: &str = "ORDO_POWER_CHILD_SNAPSHOT_ORDERS";
+const SNAPSHOT_EVERY_EVENTS: u64 = 16;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -98,6 +103,23 @@ fn power_loss_child_writer() {
     let writers = env_number(WRITERS_ENV, 0);
     let ledger = Ledger::open_with(Path::new(&dir), Access::ReadWrite, durability)
         .expect("open for writing");
+    let snapshot_orders = env_number(SNAPSHOT_ORDERS_ENV, 0);
+    if snapshot_orders > 0 {
+        for first in (0..snapshot_orders).step_by(100) {
+            let batch = (first..(first + 100).min(snapshot_orders))
+                .map(|n| {
+                    let order = OrderId::new(format!("PRE-{n}")).expect("id");
+                    (n + 1, NewEvent::new(order, placed()))
+                })
+                .collect();
+            ledger.append_batch(batch).expect("orders placed first");
+        }
+        ledger
+            .set_settings(ordo::store::Settings {
+                snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+            })
+            .expect("snapshots due");
+    }
     let device = fs::OpenOptions::new()
         .write(true)
         .open(&image)
@@ -165,6 +187,8 @@ fn power_loss_child_writer() {
     });
     let stats = ledger.writer_stats().expect("a writer");
     println!("STATS {} {}", stats.commits, stats.syncs);
+    let snapshots = ledger.store().snapshot_headers().expect("headers").len();
+    println!("SNAPSHOTS {snapshots}");
     drop(ledger);
     println!("DONE");
 }
@@ -251,9 +275,16 @@ struct Recording {
     changes: usize,
     /// The writer's commits and syncs.
     commits_and_syncs: (u64, u64),
+    /// Snapshots the writer had written when it finished.
+    snapshots: usize,
 }
 
-fn record(outagefs: &Path, durability: Durability, writers: u64) -> Recording {
+fn record(
+    outagefs: &Path,
+    durability: Durability,
+    writers: u64,
+    snapshot_orders: u64,
+) -> Recording {
     let dir = tempfile::tempdir().expect("temp dir");
     let base = dir.path().join("base");
     fs::File::create(&base)
@@ -286,6 +317,7 @@ umount "$ORDO_POWER_MNT""#;
         .env(LEDGER_ENV, mnt.join("ledger"))
         .env(SYNC_ENV, sync)
         .env(WRITERS_ENV, writers.to_string())
+        .env(SNAPSHOT_ORDERS_ENV, snapshot_orders.to_string())
         .env(EVENTS_ENV, env_number("ORDO_POWER_EVENTS", 120).to_string()));
     let written = fs::read_to_string(&acks).expect("acknowledgements");
     assert!(
@@ -294,7 +326,11 @@ umount "$ORDO_POWER_MNT""#;
     );
     let mut acked = Acked::new();
     let mut commits_and_syncs = (0, 0);
+    let mut snapshots = 0;
     for line in written.lines() {
+        if let Some(count) = line.strip_prefix("SNAPSHOTS ") {
+            snapshots = count.trim().parse().expect("snapshots");
+        }
         parse_ack(line, &mut acked);
         if let Some(["STATS", commits, syncs]) = line
             .find("STATS ")
@@ -332,6 +368,7 @@ umount "$ORDO_POWER_MNT""#;
         markers,
         changes,
         commits_and_syncs,
+        snapshots,
     }
 }
 
@@ -364,8 +401,8 @@ impl Drop for Mounted<'_> {
 
 /// What one crash state showed.
 enum Seen {
-    /// Every marker's event present; the count of markers.
-    Kept(usize),
+    /// Every marker's event present and every snapshot whole: how many of each.
+    Kept(usize, usize),
     /// An acknowledged event is missing or different.
     Lost(String),
 }
@@ -402,7 +439,7 @@ fn check_state(recording: &Recording, filter: &str) -> Seen {
     let dir = mnt.join("ledger");
     if !dir.join("CURRENT").exists() {
         return match acked.keys().next() {
-            None => Seen::Kept(0),
+            None => Seen::Kept(0, 0),
             Some(p) => Seen::Lost(format!("{filter}: no ledger, but {p} was acknowledged")),
         };
     }
@@ -418,6 +455,17 @@ fn check_state(recording: &Recording, filter: &str) -> Seen {
             || &event.hash.to_hex() != hash
         {
             return Seen::Lost(format!("{filter}: acknowledged event {position} differs"));
+        }
+    }
+    // A snapshot exists once its header is written (synced, last): every row it names must
+    // have survived with it, unsynced as they were written.
+    let snapshots = ledger.store().snapshot_headers().expect("snapshot headers");
+    for header in &snapshots {
+        if let Err(e) = ledger.store().verify_snapshot(header) {
+            return Seen::Lost(format!(
+                "{filter}: the snapshot at {} does not match its digest: {e}",
+                header.position
+            ));
         }
     }
     let head = ledger.head().expect("head").position.0;
@@ -449,12 +497,22 @@ fn check_state(recording: &Recording, filter: &str) -> Seen {
             placed(),
         ))
         .unwrap_or_else(|e| panic!("{filter}: the ledger refuses appends after power loss: {e}"));
-    Seen::Kept(acked.len())
+    Seen::Kept(acked.len(), snapshots.len())
 }
 
-/// Records one run and checks sampled crash states: (states checked, states with a loss,
-/// the first loss).
-fn power_loss_run(durability: Durability, writers: u64) -> Option<(usize, Vec<String>, Recording)> {
+/// What `power_loss_run` checked.
+struct Checked {
+    /// Crash states checked.
+    states: usize,
+    /// What each state with a loss lost.
+    losses: Vec<String>,
+    /// Snapshot headers found and checked, over all states.
+    snapshots: usize,
+    recording: Recording,
+}
+
+/// Records one run and checks sampled crash states.
+fn power_loss_run(durability: Durability, writers: u64, snapshot_orders: u64) -> Option<Checked> {
     let outagefs = match outagefs() {
         Ok(path) => path,
         Err(reason) => {
@@ -462,7 +520,7 @@ fn power_loss_run(durability: Durability, writers: u64) -> Option<(usize, Vec<St
             return None;
         }
     };
-    let recording = record(&outagefs, durability, writers);
+    let recording = record(&outagefs, durability, writers, snapshot_orders);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(env_number("ORDO_POWER_SEED", 7));
     let states = crash_states(
         &recording,
@@ -470,15 +528,18 @@ fn power_loss_run(durability: Durability, writers: u64) -> Option<(usize, Vec<St
         &mut rng,
     );
     let mut losses = Vec::new();
-    let mut markers_checked = 0;
+    let (mut markers_checked, mut snapshots_checked) = (0, 0);
     for filter in &states {
         match check_state(&recording, filter) {
-            Seen::Kept(markers) => markers_checked += markers,
+            Seen::Kept(markers, snapshots) => {
+                markers_checked += markers;
+                snapshots_checked += snapshots;
+            }
             Seen::Lost(what) => losses.push(what),
         }
     }
     eprintln!(
-        "{durability:?}, {} writers: {} acknowledged events, {:?} commits and syncs, {} device changes, {} crash states, {markers_checked} acknowledgements checked in them, {} states lost data",
+        "{durability:?}, {} writers: {} acknowledged events, {:?} commits and syncs, {} device changes, {} crash states, {markers_checked} acknowledgements and {snapshots_checked} snapshots checked in them, {} states lost data",
         writers + 2,
         recording.acked.len(),
         recording.commits_and_syncs,
@@ -486,7 +547,12 @@ fn power_loss_run(durability: Durability, writers: u64) -> Option<(usize, Vec<St
         states.len(),
         losses.len()
     );
-    Some((states.len(), losses, recording))
+    Some(Checked {
+        states: states.len(),
+        losses,
+        snapshots: snapshots_checked,
+        recording,
+    })
 }
 
 #[test]
@@ -494,7 +560,13 @@ fn acknowledged_events_survive_power_loss_in_every_sampled_crash_state() {
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 0) else {
+    let Some(Checked {
+        states,
+        losses,
+        recording,
+        ..
+    }) = power_loss_run(Durability::Sync, 0, 0)
+    else {
         return;
     };
     assert!(states > 0 && !recording.acked.is_empty());
@@ -514,7 +586,13 @@ fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync
     // are checked; the overlap must happen in one of a few runs.
     let mut overlapped = Vec::new();
     for _ in 0..OVERLAP_RUNS_MAX {
-        let Some((states, losses, recording)) = power_loss_run(Durability::Sync, 8) else {
+        let Some(Checked {
+            states,
+            losses,
+            recording,
+            ..
+        }) = power_loss_run(Durability::Sync, 8, 0)
+        else {
             return;
         };
         assert!(states > 0 && !recording.acked.is_empty());
@@ -528,6 +606,27 @@ fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync
     panic!("no run wrote groups while a sync ran (commits, syncs per run: {overlapped:?})");
 }
 
+/// Snapshots are written beside the appends, each in several writes of which only the last
+/// (with the header) is synced: in every crash state, a snapshot whose header survived has
+/// every row, and acknowledged events survive as always.
+#[test]
+fn a_snapshot_whose_header_survives_power_loss_has_every_row() {
+    if std::env::var(IMAGE_ENV).is_ok() {
+        return;
+    }
+    let Some(checked) = power_loss_run(Durability::Sync, 0, 1_100) else {
+        return;
+    };
+    assert!(checked.states > 0 && !checked.recording.acked.is_empty());
+    assert!(checked.losses.is_empty(), "lost: {:#?}", checked.losses);
+    assert!(
+        checked.recording.snapshots > 0 && checked.snapshots > 0,
+        "no snapshot to check: {} written, {} found in the crash states",
+        checked.recording.snapshots,
+        checked.snapshots
+    );
+}
+
 /// Runs of the overlap test before it concludes that groups are never written during a
 /// sync.
 const OVERLAP_RUNS_MAX: usize = 3;
@@ -537,7 +636,7 @@ fn without_fsync_the_harness_sees_acknowledged_events_lost() {
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some((_, losses, _)) = power_loss_run(Durability::NoSync, 0) else {
+    let Some(Checked { losses, .. }) = power_loss_run(Durability::NoSync, 0, 0) else {
         return;
     };
     assert!(
