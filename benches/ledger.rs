@@ -212,19 +212,22 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
 // Phases
 
 /// Waits, untimed, until the work the phase before left is done, so that the next timed
-/// phase (ordo's or raw RocksDB's) has the machine to itself: the ledger's flushes and
-/// compactions, then the file system's dirty pages (`syncfs` of `dir`; 710 MiB after the
-/// import, the generated workload among them, which the kernel would write back 30 s later
-/// in the middle of whatever ran then). Leftovers move a phase: a rebuild started 40 s after
-/// the raw import took 1.44 s, one started at once 1.83 s (one run each, 2026-12-03).
+/// phase (ordo's or raw RocksDB's) finds the ledger as a command would (the writer before it
+/// flushed and compacted as it closed) and has the machine to itself: the ledger's
+/// memtables flushed and its compactions done, then the file system's dirty pages written
+/// (`syncfs` of `dir`; 274 to 1,180 MiB after the import, the generated workload among
+/// them, which the kernel would write back 30 s later in the middle of whatever ran then).
+/// Leftovers move a phase: a rebuild started 40 s after the raw import took 1.44 s, one
+/// started at once 1.83 s; a rebuild into memtables still holding the previous rebuild's
+/// rows took 1.05 to 1.22 s, one into empty memtables 0.82 s (2026-12-03).
 fn settle(ledger: &Ledger, dir: &Path) -> Result<()> {
     let started = Instant::now();
-    ledger.store().wait_for_background_work()?;
+    ledger.store().settle()?;
     let compacted = started.elapsed();
     let dirty_kib = field_kib(&fs::read_to_string("/proc/meminfo")?, "Dirty:").unwrap_or(0);
     rustix::fs::syncfs(fs::File::open(dir)?)?;
     eprintln!(
-        "         (waited {:.1} s for the ledger's compactions, {:.1} s for {} MiB of dirty pages)",
+        "         (waited {:.1} s for the ledger's flushes and compactions, {:.1} s for {} MiB of dirty pages)",
         compacted.as_secs_f64(),
         (started.elapsed() - compacted).as_secs_f64(),
         dirty_kib / 1024
@@ -476,7 +479,8 @@ fn rebuild(ledger: &Ledger, dir: &Path, raw_dir: &Path, report: &mut Report) -> 
             bail!("rebuild digest differs from the live projections");
         }
         rebuilt = Some(report);
-        // The rebuild's write (about 700,000 rows) is flushed before the next turn.
+        // The rebuild's write (about 700,000 rows) is flushed before the next turn, as the
+        // close of an `ordo rebuild` would.
         settle(ledger, dir)?;
     }
     let rebuilt = rebuilt.context("the rebuild ran")?;

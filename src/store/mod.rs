@@ -198,7 +198,7 @@ impl Store {
             Recovery::DropAfterDamage => None,
         };
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let mut db_opts = options(&cache, None, access);
+        let mut db_opts = options(&cache, None, access)?;
         // All column families' memtables together; bounds the writer's memory.
         db_opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES_MAX);
         // Replay each log up to its first unreadable record (a tail torn by a crash); the
@@ -233,7 +233,14 @@ impl Store {
                 .map_err(storage)?;
         }
         let cfs = COLUMN_FAMILIES
-            .map(|name| ColumnFamilyDescriptor::new(name, options(&cache, Some(name), access)));
+            .iter()
+            .map(|name| {
+                Ok(ColumnFamilyDescriptor::new(
+                    *name,
+                    options(&cache, Some(name), access)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (db, secondary) = open_db(path, access, db_opts, cfs)?;
         let store = Store {
             visible: Visible::default(),
@@ -354,19 +361,21 @@ impl Store {
         Ok(total)
     }
 
-    /// Waits until RocksDB has no flush or compaction running or due, at most
-    /// `BACKGROUND_WORK_SECONDS_MAX`. The benchmark starts each timed phase this way: a
-    /// command finds a ledger so (the close of the writer before it compacted level 0),
-    /// while in one process the import's compactions would run on into the next phase.
-    pub fn wait_for_background_work(&self) -> Result<()> {
+    /// Flushes every memtable, then waits until RocksDB has no flush or compaction running
+    /// or due, at most `SETTLE_SECONDS_MAX`. The benchmark starts each timed phase this way:
+    /// a command finds a ledger so (the writer before it flushed and compacted level 0 as it
+    /// closed), while in one process the phase before leaves its rows in the memtables and
+    /// its compactions running.
+    pub fn settle(&self) -> Result<()> {
         let mut wait = rocksdb::WaitForCompactOptions::default();
-        wait.set_timeout(BACKGROUND_WORK_SECONDS_MAX * 1_000_000);
+        wait.set_flush(true);
+        wait.set_timeout(SETTLE_SECONDS_MAX * 1_000_000);
         self.db.wait_for_compact(&wait).map_err(storage)
     }
 }
 
-/// Longest `Store::wait_for_background_work` waits.
-pub const BACKGROUND_WORK_SECONDS_MAX: u64 = 600;
+/// Longest `Store::settle` waits.
+pub const SETTLE_SECONDS_MAX: u64 = 600;
 
 /// A corruption error about `what` (position unknown).
 fn corrupt(what: &str, reason: impl std::fmt::Display) -> Error {

@@ -6,7 +6,7 @@ use std::path::Path;
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 use super::dir::writer_holds_lock;
-use super::{Access, COLUMN_FAMILIES, storage};
+use super::{Access, storage};
 use crate::error::{Error, Result};
 
 /// RocksDB's `max_open_files` for a plain read-only instance (no writer beside it): a table
@@ -25,7 +25,7 @@ pub(super) fn open_db(
     path: &Path,
     access: Access,
     mut db_opts: Options,
-    cfs: [ColumnFamilyDescriptor; COLUMN_FAMILIES.len()],
+    cfs: Vec<ColumnFamilyDescriptor>,
 ) -> Result<(DB, Option<tempfile::TempDir>)> {
     Ok(match access {
         Access::ReadWrite | Access::ReadWriteBrief => {

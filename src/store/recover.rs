@@ -138,11 +138,16 @@ pub(super) fn damaged_wal(path: &Path, damage: &wal::WalDamage) -> Error {
 /// read-only open (which writes, deletes and cuts nothing), or `None` if even that fails.
 pub fn readable_head(path: &Path) -> Option<Position> {
     let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-    let mut opts = options(&cache, None, Access::ReadWrite);
+    let mut opts = options(&cache, None, Access::ReadWrite).ok()?;
     opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
-    let cfs = COLUMN_FAMILIES.map(|name| {
-        ColumnFamilyDescriptor::new(name, options(&cache, Some(name), Access::ReadWrite))
-    });
+    let cfs = COLUMN_FAMILIES
+        .iter()
+        .map(|name| {
+            options(&cache, Some(name), Access::ReadWrite)
+                .map(|opts| ColumnFamilyDescriptor::new(*name, opts))
+        })
+        .collect::<crate::error::Result<Vec<_>>>()
+        .ok()?;
     let db = DB::open_cf_descriptors_read_only(&opts, path, cfs, false).ok()?;
     let raw = db.get_cf(db.cf_handle(CF_META)?, keys::META_HEAD).ok()??;
     codec::decode_head(&raw).ok().map(|head| head.position)
