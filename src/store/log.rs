@@ -232,8 +232,9 @@ impl Store {
             return Err(Error::Storage("injected fault before the write".to_owned()));
         }
         self.writing();
-        // Not synced here, and (`manual_wal_flush`) not even handed to the OS: `sync` does
-        // both for every commit written before it.
+        // Not synced here, and (`manual_wal_flush`) not handed to the OS either unless
+        // RocksDB's 1 MiB log buffer overflows: `sync` does both for every commit written
+        // before it.
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
         if let Err(e) = self.db.write_opt(batch, &opts) {

@@ -213,10 +213,12 @@ impl Store {
         db_opts.set_skip_stats_update_on_db_open(true);
         db_opts.set_keep_log_file_num(INFO_LOGS_KEPT);
         if access.writes() {
-            // Commits are written into RocksDB's log buffer and reach the log file only
-            // when the syncer flushes and syncs them (`Store::sync`): one write(2) and one
-            // fsync for every group written meanwhile, and a secondary instance (a reader
-            // beside the writer) finds no group in the file before its sync has begun.
+            // Commits are written into RocksDB's log buffer and reach the log file when the
+            // syncer flushes and syncs them (`Store::sync`): one write(2) and one fsync for
+            // every group written meanwhile. A secondary instance (a reader beside the
+            // writer) finds a group in the file once its sync has begun, or earlier when
+            // what was written since the last sync overflows the buffer (RocksDB writes it
+            // out when a record does not fit: `writable_file_max_buffer_size`, 1 MiB).
             db_opts.set_manual_wal_flush(true);
         }
         if access.writes() && logs == Some(WalState::Whole) {

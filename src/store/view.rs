@@ -10,9 +10,11 @@
 //! rebuilds written beside the commits become visible too.
 //!
 //! A reader instance (read-only or secondary) has no view: it sees what it opened or caught
-//! up with, and RocksDB only writes a commit into the log file when the syncer flushes it
-//! (`manual_wal_flush`), so a secondary instance reads nothing of a group before its sync
-//! has started.
+//! up with. RocksDB writes a commit into the log file when the syncer flushes it
+//! (`manual_wal_flush`), or earlier when what was written since the last sync overflows its
+//! 1 MiB log buffer (a large group, or snapshot rows beside commits): a secondary instance
+//! reads a group once its sync has started or that buffer overflowed, possibly before the
+//! fsync returns; nobody is answered or told before it does.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
