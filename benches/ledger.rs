@@ -215,7 +215,7 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
 /// phase (ordo's or raw RocksDB's) finds the ledger as a command would (the writer before it
 /// flushed and compacted as it closed) and has the machine to itself: the ledger's
 /// memtables flushed and its compactions done, then the file system's dirty pages written
-/// (`syncfs` of `dir`; 274 to 1,180 MiB after the import, the generated workload among
+/// (`syncfs` of `dir`; 274 to 1,181 MiB after the import, the generated workload among
 /// them, which the kernel would write back 30 s later in the middle of whatever ran then).
 /// Leftovers move a phase: a rebuild started 40 s after the raw import took 1.44 s, one
 /// started at once 1.83 s; a rebuild into memtables still holding the previous rebuild's
@@ -448,8 +448,11 @@ fn raw_import(ledger: &Ledger, raw_dir: &Path, report: &mut Report) -> Result<()
         "seconds": round2(timed.as_secs_f64()),
         "peak_rss_mib": peak_rss_mib(),
     });
-    // Untimed, as for the ledger (`settle`): the raw scan then reads a database at rest.
-    db.wait_for_compact(&rocksdb::WaitForCompactOptions::default())?;
+    // Untimed, as for the ledger (`settle`): the raw scan then reads a database at rest,
+    // its memtables flushed.
+    let mut rest = rocksdb::WaitForCompactOptions::default();
+    rest.set_flush(true);
+    db.wait_for_compact(&rest)?;
     Ok(())
 }
 

@@ -511,6 +511,19 @@ struct Checked {
     recording: Recording,
 }
 
+impl Checked {
+    /// Some crash state was checked, the writer acknowledged something, and no state lost
+    /// anything.
+    fn assert_nothing_lost(&self) {
+        assert!(self.states > 0 && !self.recording.acked.is_empty());
+        assert!(
+            self.losses.is_empty(),
+            "lost after power loss: {:#?}",
+            self.losses
+        );
+    }
+}
+
 /// Records one run and checks sampled crash states.
 fn power_loss_run(durability: Durability, writers: u64, snapshot_orders: u64) -> Option<Checked> {
     let outagefs = match outagefs() {
@@ -560,17 +573,9 @@ fn acknowledged_events_survive_power_loss_in_every_sampled_crash_state() {
     if std::env::var(IMAGE_ENV).is_ok() {
         return;
     }
-    let Some(Checked {
-        states,
-        losses,
-        recording,
-        ..
-    }) = power_loss_run(Durability::Sync, 0, 0)
-    else {
-        return;
-    };
-    assert!(states > 0 && !recording.acked.is_empty());
-    assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
+    if let Some(checked) = power_loss_run(Durability::Sync, 0, 0) {
+        checked.assert_nothing_lost();
+    }
 }
 
 /// The writer syncs one group while it writes the next ones. With many writers, power is
@@ -586,18 +591,11 @@ fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync
     // are checked; the overlap must happen in one of a few runs.
     let mut overlapped = Vec::new();
     for _ in 0..OVERLAP_RUNS_MAX {
-        let Some(Checked {
-            states,
-            losses,
-            recording,
-            ..
-        }) = power_loss_run(Durability::Sync, 8, 0)
-        else {
+        let Some(checked) = power_loss_run(Durability::Sync, 8, 0) else {
             return;
         };
-        assert!(states > 0 && !recording.acked.is_empty());
-        assert!(losses.is_empty(), "acknowledged events lost: {losses:#?}");
-        let (commits, syncs) = recording.commits_and_syncs;
+        checked.assert_nothing_lost();
+        let (commits, syncs) = checked.recording.commits_and_syncs;
         overlapped.push((commits, syncs));
         if syncs > 0 && commits > syncs {
             return;
@@ -617,8 +615,7 @@ fn a_snapshot_whose_header_survives_power_loss_has_every_row() {
     let Some(checked) = power_loss_run(Durability::Sync, 0, 1_100) else {
         return;
     };
-    assert!(checked.states > 0 && !checked.recording.acked.is_empty());
-    assert!(checked.losses.is_empty(), "lost: {:#?}", checked.losses);
+    checked.assert_nothing_lost();
     assert!(
         checked.recording.snapshots > 0 && checked.snapshots > 0,
         "no snapshot to check: {} written, {} found in the crash states",
