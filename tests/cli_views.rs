@@ -200,6 +200,10 @@ fn rebuild_matches_the_live_projections_and_swaps_them() {
     let report = t.json(&["rebuild"]);
     assert_eq!(report["matched"], true);
     assert_eq!(report["swapped"], true);
+    assert_eq!(
+        report["rows_rewritten"], 0,
+        "equal rows are left as they are"
+    );
     assert_eq!(report["events"], 3);
     assert_eq!(report["rebuilt_digest"], report["live_digest"]);
     // Queries still answer the same after the swap.
@@ -235,8 +239,65 @@ fn rebuild_reports_a_damaged_projection_row_and_force_repairs_it() {
     let forced = t.json(&["rebuild", "--force"]);
     assert_eq!(forced["matched"], false);
     assert_eq!(forced["swapped"], true);
+    assert_eq!(
+        forced["rows_rewritten"], 1,
+        "only the damaged row is written"
+    );
     assert_ne!(forced["rebuilt_digest"], forced["live_digest"]);
     // The row is whole again: the next rebuild matches and the state reads as before.
     assert_eq!(t.json(&["rebuild"])["matched"], true);
     assert_eq!(t.json(&["state", "ORD-1"]), before);
+}
+
+#[test]
+fn rebuild_finds_a_damaged_status_index_which_the_digest_does_not_cover() {
+    let t = two_orders();
+    let paid = t.json(&["query", "orders", "--status", "paid"]);
+    assert_eq!(paid[0]["order_id"], "ORD-1", "{paid}");
+    {
+        // ORD-1's row in the status index is lost and a stray row appears: the digest covers
+        // neither, the row-by-row comparison both.
+        let store =
+            ordo::store::Store::open(&t.dir(), ordo::store::Access::ReadWrite).expect("opens");
+        let rows = store
+            .raw_rows(ordo::store::CF_STATUS_ORDERS)
+            .expect("reads");
+        let (key, _) = rows
+            .into_iter()
+            .find(|(key, _)| key.ends_with(b"ORD-1"))
+            .expect("ORD-1 is in the status index");
+        store
+            .tamper_raw(ordo::store::CF_STATUS_ORDERS, &key, None)
+            .expect("deletes");
+        let mut stray = key.clone();
+        stray.extend_from_slice(b"-STRAY");
+        store
+            .tamper_raw(ordo::store::CF_STATUS_ORDERS, &stray, Some(&[]))
+            .expect("writes");
+    }
+    let damaged = t
+        .ordo(&["query", "orders", "--status", "paid"])
+        .output()
+        .expect("runs");
+    assert_eq!(damaged.status.code(), Some(5), "the stray row is reported");
+    let refused = t.ordo(&["rebuild"]).output().expect("runs");
+    assert_eq!(refused.status.code(), Some(5), "a mismatch is corruption");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("2 stored projection rows differ") && message.contains("--force"),
+        "{message}"
+    );
+    let forced = t.json(&["rebuild", "--force"]);
+    assert_eq!(forced["matched"], false);
+    assert_eq!(forced["rows_rewritten"], 2);
+    assert_eq!(
+        forced["rebuilt_digest"], forced["live_digest"],
+        "the digest does not cover the status index"
+    );
+    let again = t.json(&["rebuild"]);
+    assert_eq!(
+        (&again["matched"], &again["rows_rewritten"]),
+        (&true.into(), &0.into())
+    );
+    assert_eq!(t.json(&["query", "orders", "--status", "paid"]), paid);
 }

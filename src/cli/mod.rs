@@ -86,7 +86,8 @@ enum Command {
     Snapshot(whole_ledger::Snapshot),
     /// Show or change a ledger setting (snapshot_every, origin, replica_of).
     Config(whole_ledger::ConfigArgs),
-    /// Rebuild every projection from the log, compare by digest, swap atomically.
+    /// Rebuild every projection from the log, compare it with the stored one row by row (and
+    /// by digest); --force rewrites the rows that differ, atomically.
     Rebuild(whole_ledger::RebuildArgs),
     /// Create a signing key for checkpoints (Ed25519, signed-note format); prints its
     /// verifier key.

@@ -411,7 +411,8 @@ pub fn config(cli: &Cli, args: &ConfigArgs, out: &mut dyn Write) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct RebuildArgs {
-    /// Replace the stored projections even when they differ from the rebuild.
+    /// Rewrite the stored rows that differ from the rebuild (else a difference changes
+    /// nothing and exits 5).
     #[arg(long)]
     force: bool,
 }

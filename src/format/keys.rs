@@ -52,9 +52,16 @@ pub fn decode_position(value: &[u8]) -> Option<Position> {
 /// `status_orders` key: the status's index in `Status::ALL` (1 byte), then the order id.
 pub fn status_order_key(status: Status, order_id: &OrderId) -> Vec<u8> {
     let mut key = Vec::with_capacity(order_id.as_str().len() + 1);
+    set_status_order_key(&mut key, status, order_id);
+    key
+}
+
+/// Makes `key` the `status_orders` key of (`status`, `order_id`), reusing its room (a
+/// rebuild makes one per order).
+pub fn set_status_order_key(key: &mut Vec<u8>, status: Status, order_id: &OrderId) {
+    key.clear();
     key.push(status_byte(status));
     key.extend_from_slice(order_id.as_str().as_bytes());
-    key
 }
 
 /// The byte of `status` in `status_orders` keys: its index in `Status::ALL`.

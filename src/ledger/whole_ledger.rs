@@ -64,8 +64,12 @@ pub struct RebuildReport {
     pub live_digest: String,
     /// Whether they were equal.
     pub matched: bool,
-    /// Whether the rebuilt projections replaced the stored ones.
+    /// Whether the stored projections are now the rebuilt ones (always, when a rebuild
+    /// returns: equal ones are left as they are, differing rows are rewritten with `--force`).
     pub swapped: bool,
+    /// Stored rows written or deleted to make them equal to the rebuilt ones (0 when they
+    /// matched).
+    pub rows_rewritten: u64,
     /// Whether the Merkle tree was rewritten from the log (`--force`, or a ledger without
     /// one).
     pub tree_rebuilt: bool,
@@ -99,9 +103,10 @@ fn audit_entry(event: &Event, state: Option<&OrderState>, verified: bool) -> Val
     entry
 }
 
-/// The column families a rebuild empties and fills (the totals record in `meta` is
-/// overwritten).
-const REBUILT_TABLES: [&str; 4] = [CF_ORDER_STATE, CF_STATUS_ORDERS, CF_CUSTOMERS, CF_REVENUE];
+/// The column families a rebuild compares whole with the rows the digest covers (the totals
+/// record in `meta` is compared by its key; `status_orders`, which the digest does not
+/// cover, is compared whole on its own).
+const DIGESTED_TABLES: [&str; 3] = [CF_ORDER_STATE, CF_CUSTOMERS, CF_REVENUE];
 
 impl Ledger {
     fn book_at(&self, filter: &Filter) -> Result<Book> {
@@ -288,44 +293,57 @@ impl Ledger {
             .exclusive(move |store: &Store| store.set_settings(&settings))
     }
 
-    /// Rebuilds every projection from the log and compares it with the stored ones by
-    /// digest. Equal: the rebuilt ones are swapped in atomically. Different: nothing is
-    /// changed and the mismatch is an error, unless `force`.
+    /// Rebuilds every projection from the log and compares it with the stored ones, row by
+    /// row (keys, values and the status index) and by digest. Equal: nothing is written.
+    /// Different: nothing is changed and the mismatch is an error, unless `force`, which
+    /// writes the rows that differ in one atomic, durable write, so that the stored
+    /// projections become the rebuilt ones.
     pub fn rebuild(
         &self,
         force: bool,
         progress: Box<dyn Progress + Send>,
     ) -> Result<RebuildReport> {
         self.sequencer()?.exclusive(move |store: &Store| {
-            // The live projections are read and digested while the log is folded: the writer
-            // is held, so they cannot change meanwhile.
-            let (replayed, live) = std::thread::scope(|scope| {
-                let live = scope.spawn(|| store.live_digest(&super::PROJECTIONS));
-                let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref());
-                let live = live.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                (replayed, live)
-            });
-            let (replayed, live) = (replayed?, live?);
-            let mut replacement = store.replacement(&REBUILT_TABLES);
-            let rebuilt =
-                tables::book_rows(&replayed.book, |cf, key, value| replacement.put(cf, key, value));
-            let matched = rebuilt == live;
-            if !matched && !force {
+            // The writer is held: the stored projections cannot change while this runs.
+            let replayed = replay::replay(store, &Filter::default(), false, progress.as_ref())?;
+            let mut tables = store.reconciler(&DIGESTED_TABLES, &super::PROJECTIONS);
+            let mut index = store.reconciler(&[CF_STATUS_ORDERS], &super::PROJECTIONS);
+            let rebuilt = tables::book_rows(
+                &replayed.book,
+                |cf, key, value| tables.row(cf, key, value),
+                |key| index.row(CF_STATUS_ORDERS, key, &[]),
+            )?;
+            let mut differences = tables.finish()?;
+            differences.extend(index.finish()?);
+            let matched = differences.is_empty();
+            // Equal rows hash alike: the stored digest is read again only when they differ.
+            let live = if matched {
+                rebuilt
+            } else {
+                store.live_digest(&super::PROJECTIONS)?
+            };
+            if let Some(first) = differences.first().filter(|_| !force) {
                 return Err(Error::Corruption {
                     position: replayed.position,
                     reason: format!(
-                        "the stored projections (digest {live}) differ from a rebuild from the log (digest {rebuilt}); nothing was changed; `ordo rebuild --force` replaces them"
+                        "{} stored projection rows differ from a rebuild from the log, the first in {} at key \"{}\" (stored digest {live}, rebuilt {rebuilt}); nothing was changed; `ordo rebuild --force` replaces them",
+                        differences.len(),
+                        first.cf,
+                        first.key.escape_ascii(),
                     ),
                 });
             }
             let tree = rebuild_tree(store, replayed.position, force)?;
-            store.replace_projections(replacement)?;
+            if !matched {
+                store.write_differences(&differences)?;
+            }
             Ok(RebuildReport {
                 events: replayed.events_applied,
                 rebuilt_digest: rebuilt.to_hex(),
                 live_digest: live.to_hex(),
                 matched,
                 swapped: true,
+                rows_rewritten: differences.len() as u64,
                 tree_rebuilt: tree,
             })
         })

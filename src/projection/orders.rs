@@ -64,7 +64,9 @@ impl Orders {
             return Box::new(self.map.iter());
         }
         let mut entries: Vec<_> = self.map.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Stable: its merge sort takes runs already in order as they are, and ids first seen
+        // out of order are usually a few among long runs (orders placed late).
+        entries.sort_by(|a, b| a.0.cmp(b.0));
         Box::new(entries.into_iter())
     }
 

@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{
     Add, Book, CustomerKey, CustomerRow, Day, Delta, RevenueKey, RevenueRow, Totals, in_key_order,
 };
-use crate::domain::{Hash, OrderId, OrderState, Position};
+use crate::domain::{Hash, OrderId, OrderState, Position, Status};
 use crate::error::{Error, Result};
 use crate::format::digest::Digester;
 use crate::format::{
@@ -157,52 +157,82 @@ fn add_rows<'c, T: Table + 'c>(
 
 /// A digest of every projection in `book`: equal books have equal digests.
 pub fn digest(book: &Book) -> Hash {
-    book_rows(book, |_, _, _| {})
+    book_rows(book, |_, _, _| Ok(()), |_| Ok(())).expect("hashing alone does not fail")
 }
 
-/// Encodes every row of `book` once, in the digest's order (`format::DIGEST_TABLES`: orders,
-/// customers, revenue, each in the order of its stored keys, then the totals), hands each to
-/// `put` as (column family, key, value), and returns the digest. An order's row comes with
-/// its `status_orders` row, which the digest does not cover. The one place that fixes what
-/// the digest of a book covers; `Store::live_digest` hashes stored rows the same way.
+/// Encodes every row of `book` once and returns the digest. `put` gets the rows the digest
+/// covers, as (column family, key, value), in the digest's order (`format::DIGEST_TABLES`:
+/// orders, customers, revenue, each in the order of its stored keys, then the totals);
+/// `index` gets the keys of the `status_orders` rows (their values are empty), in key
+/// order, on a second thread. The one place that fixes what the digest of a book covers;
+/// `Store::live_digest` hashes stored rows the same way. The first error either returns
+/// ends it.
 ///
-/// The customer rows are encoded and sorted on a second thread while this one encodes the
+/// The customer rows are encoded and sorted on a third thread while this one encodes the
 /// orders (one after the other, the two were a third of what a rebuild spent here after
 /// its fold); the digest is one stream, so this thread hashes all.
-pub fn book_rows(book: &Book, mut put: impl FnMut(&'static str, &[u8], &[u8])) -> Hash {
+pub fn book_rows(
+    book: &Book,
+    mut put: impl FnMut(&'static str, &[u8], &[u8]) -> Result<()>,
+    index: impl FnMut(&[u8]) -> Result<()> + Send,
+) -> Result<Hash> {
     let mut hasher = Digester::default();
+    // In id order once, for both threads (a walk of orders first seen out of id order sorts).
+    let orders: Vec<&OrderState> = book.orders.values().collect();
     std::thread::scope(|scope| {
         let customers = scope.spawn(|| encoded_customers(book));
-        for state in book.orders.values() {
-            let value = codec::encode_state(state);
-            hasher.update(&value);
-            put(
-                CF_ORDER_STATE,
-                keys::order_state_key(&state.order_id),
-                &value,
-            );
-            let status = keys::status_order_key(state.status, &state.order_id);
-            put(CF_STATUS_ORDERS, &status, &[]);
-        }
-        let customers = customers
+        let indexed = scope.spawn(|| status_index(&orders, index));
+        let rows = (|| -> Result<()> {
+            for state in &orders {
+                let value = codec::encode_state(state);
+                hasher.update(&value);
+                put(
+                    CF_ORDER_STATE,
+                    keys::order_state_key(&state.order_id),
+                    &value,
+                )?;
+            }
+            let customers = customers
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            for (key, value) in customers {
+                hasher.update(&key);
+                hasher.update(&value);
+                put(CF_CUSTOMERS, &key, &value)?;
+            }
+            for (key, row) in &book.revenue {
+                let (key, value) = (Revenue::key(key), codec::encode_record(row));
+                hasher.update(&key);
+                hasher.update(&value);
+                put(CF_REVENUE, &key, &value)?;
+            }
+            let totals = codec::encode_record(&book.totals);
+            hasher.update(&totals);
+            put(CF_META, keys::META_TOTALS, &totals)
+        })();
+        let indexed = indexed
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        for (key, value) in customers {
-            hasher.update(&key);
-            hasher.update(&value);
-            put(CF_CUSTOMERS, &key, &value);
-        }
-    });
-    for (key, row) in &book.revenue {
-        let (key, value) = (Revenue::key(key), codec::encode_record(row));
-        hasher.update(&key);
-        hasher.update(&value);
-        put(CF_REVENUE, &key, &value);
+        rows.and(indexed)
+    })?;
+    Ok(hasher.finalize())
+}
+
+/// Hands `index` the key of every `status_orders` row of `orders` (in id order), in key
+/// order: status by status (`keys::status_byte`, the order of `Status::ALL`), then by id.
+fn status_index(orders: &[&OrderState], mut index: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
+    let mut by_status: [Vec<&OrderId>; Status::ALL.len()] = Default::default();
+    for state in orders {
+        by_status[state.status.index()].push(&state.order_id);
     }
-    let totals = codec::encode_record(&book.totals);
-    hasher.update(&totals);
-    put(CF_META, keys::META_TOTALS, &totals);
-    hasher.finalize()
+    let mut key = Vec::new();
+    for (status, ids) in Status::ALL.into_iter().zip(by_status) {
+        for id in ids {
+            keys::set_status_order_key(&mut key, status, id);
+            index(&key)?;
+        }
+    }
+    Ok(())
 }
 
 /// `book`'s customer rows, encoded, in key order (which is `CustomerKey`'s order: an id

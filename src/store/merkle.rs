@@ -193,18 +193,6 @@ impl Store {
         }
     }
 
-    /// Writes rows outside a commit (the tree of an older ledger).
-    fn write_rows(&self, rows: &[RowWrite], durability: Durability) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for row in rows {
-            match &row.value {
-                Some(value) => batch.put_cf(self.cf(row.cf), &row.key, value),
-                None => batch.delete_cf(self.cf(row.cf), &row.key),
-            }
-        }
-        self.write(batch, durability)
-    }
-
     /// The ledger id (16 bytes), if it has one yet.
     pub fn ledger_id(&self) -> Result<Option<[u8; 16]>> {
         let raw = self.get_pinned(CF_META, keys::META_LEDGER_ID)?;

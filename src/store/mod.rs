@@ -6,7 +6,8 @@
 //! - this file: opening (locks, WAL check, options; `open` opens RocksDB as a writer,
 //!   read-only or secondary reader) and the mapping of RocksDB's errors;
 //! - `log`: the events, the per-order indexes and the commit;
-//! - `snapshot/`: snapshots and the rebuild's replacement; `meta`: settings;
+//! - `snapshot/`: snapshots; `reconcile`: the rebuild's comparison of stored projection
+//!   rows with rebuilt ones, and its write of what differs; `meta`: settings;
 //! - `merkle`: the Merkle tree's nodes, the ledger id and the checkpoint origin;
 //! - `chunks`: the log read in chunks for a fold; `scratch`: import's dry-run overlay;
 //! - `wal`, `recover`, `dir`: the write-ahead log check, `ordo recover`, the lock;
@@ -28,6 +29,7 @@ mod meta;
 mod open;
 mod options;
 mod read;
+mod reconcile;
 mod recover;
 mod scratch;
 mod snapshot;
@@ -49,10 +51,11 @@ pub use meta::Settings;
 use open::open_db;
 use options::{BLOCK_CACHE_BYTES, WRITE_BUFFERS_BYTES_MAX, options};
 use read::{log_scan_options, prefix_upper_bound, read_options};
+pub use reconcile::Reconciler;
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
-pub use snapshot::{Projections, Replacement, RowDecoder, SnapshotHeader};
+pub use snapshot::{Projections, RowDecoder, SnapshotHeader};
 pub use tamper::Fault;
 pub use view::Written;
 use view::{View, Visible};
@@ -335,6 +338,19 @@ impl Store {
         self.db.write_opt(batch, &opts).map_err(storage)?;
         self.refresh_view();
         Ok(())
+    }
+
+    /// Writes rows outside a commit, in one write (the tree of an older ledger, what a
+    /// rebuild found differing).
+    fn write_rows(&self, rows: &[RowWrite], durability: Durability) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for row in rows {
+            match &row.value {
+                Some(value) => batch.put_cf(self.cf(row.cf), &row.key, value),
+                None => batch.delete_cf(self.cf(row.cf), &row.key),
+            }
+        }
+        self.write(batch, durability)
     }
 
     /// Writes rows that no reader looks at until a later synced `write` names them (a

@@ -32,8 +32,8 @@ pub(super) const MEMTABLE_BLOOM_RATIO: f64 = 0.05;
 /// space, and time at every open (a reader opening a table reads its filter).
 const FILTERED: [&str; 4] = [CF_EVENT_IDS, CF_ORDER_STATE, CF_CUSTOMERS, CF_REVENUE];
 
-/// The column families `ordo rebuild` rewrites whole, each in key order
-/// (`projection::tables::book_rows`). RocksDB places each row of a write in its memtable's
+/// The column families `ordo rebuild --force` rewrites, each in key order
+/// (`store::Reconciler`; all of their rows when the projections were lost). RocksDB places each row of a write in its memtable's
 /// skip list by a search from the top; with a hint kept per key prefix (here the first
 /// byte: a status, or the first byte of the ids) it starts from where the last row with that
 /// prefix went, so rows that come in key order are placed almost for free. The rebuild's

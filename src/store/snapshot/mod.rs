@@ -1,5 +1,5 @@
 //! Snapshots: the live projection rows copied, as stored bytes, under a position; their
-//! headers in `meta`; the rebuild's replacement of the live rows. `check` reads a snapshot
+//! headers in `meta`; the digest of the live rows. `check` reads a snapshot
 //! back against its digest. The store copies and checks bytes; what the rows mean is
 //! `projection::tables`'s.
 
@@ -10,7 +10,7 @@ pub use check::RowDecoder;
 use rocksdb::{Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{CF_META, CF_SNAPSHOTS, COLUMN_FAMILIES, Durability, Head, Store, corrupt, decode};
+use super::{CF_META, CF_SNAPSHOTS, Durability, Head, Store, corrupt, decode};
 use crate::domain::{Hash, OrderId, OrderState, Position, Timestamp};
 use crate::error::Result;
 use crate::format::digest::Digester;
@@ -50,24 +50,6 @@ pub struct Projections {
 /// next write; at the rebuild's rate, 700,000 rows in 0.2 to 0.3 s, 20,000 rows held the
 /// commits 6 to 9 ms and 1,000 hold them under half a millisecond).
 pub const SNAPSHOT_CHUNK_ROWS: usize = 1_000;
-
-/// A write replacing whole column families (`Store::replacement`), not yet written.
-pub struct Replacement<'s> {
-    batch: WriteBatch,
-    handles: [(&'static str, &'s rocksdb::ColumnFamily); COLUMN_FAMILIES.len()],
-}
-
-impl Replacement<'_> {
-    /// Adds the row `key` = `value` of column family `cf`.
-    pub fn put(&mut self, cf: &str, key: &[u8], value: &[u8]) {
-        let (_, handle) = self
-            .handles
-            .iter()
-            .find(|(name, _)| *name == cf)
-            .expect("rows are put in the ledger's column families");
-        self.batch.put_cf(*handle, key, value);
-    }
-}
 
 /// What `Store::live_rows` walked.
 struct LiveRows {
@@ -128,24 +110,6 @@ impl Store {
             orders,
             digest: hasher.finalize(),
         })
-    }
-
-    /// A write that empties the column families `cleared` and then puts the rows given to
-    /// `Replacement::put` (`ordo rebuild`: every projection replaced at once).
-    pub fn replacement(&self, cleared: &[&str]) -> Replacement<'_> {
-        let mut batch = WriteBatch::default();
-        let everything: &[u8] = &[0xFF; 16];
-        for cf in cleared {
-            batch.delete_range_cf(self.cf(cf), [].as_slice(), everything);
-        }
-        // Handles looked up once: by name, per put, they were a search per row.
-        let handles = COLUMN_FAMILIES.map(|name| (name, self.cf(name)));
-        Replacement { batch, handles }
-    }
-
-    /// Writes a `replacement`, atomically and durably.
-    pub fn replace_projections(&self, replacement: Replacement<'_>) -> Result<()> {
-        self.write(replacement.batch, Durability::Sync)
     }
 
     /// Snapshots the stored projections at the head, durably, and returns the header.
