@@ -86,8 +86,8 @@ const SERVER_URL_BYTES_MAX: u64 = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Reading only: works while another process (a writer, `ordo serve`) holds the ledger
-    /// (then as a RocksDB secondary instance), and sees everything committed before the open.
-    /// Fails if the ledger does not exist.
+    /// (then as a RocksDB secondary instance; beside a brief writer, once it has closed), and
+    /// sees everything committed before the open. Fails if the ledger does not exist.
     ReadOnly,
     /// The single writer; creates the ledger on first use.
     ReadWrite,
@@ -96,7 +96,8 @@ pub enum Access {
     /// costs every open: memtable bloom filters (megabytes zeroed per open) and automatic
     /// compactions (a compaction started by a process that lives 20 ms is cancelled when
     /// it closes, its work lost). Level 0 is kept bounded at close instead
-    /// (`L0_FILES_MAX`).
+    /// (`L0_FILES_MAX`). Its tables are opened as reads reach them, not all at open; readers
+    /// wait for it to close instead of opening beside it (`ordo.lock`, docs/format.md).
     ReadWriteBrief,
 }
 
@@ -181,7 +182,8 @@ impl Store {
     /// Opens the ledger in `path`, treating damaged write-ahead logs as `recovery` says.
     pub fn open_with_recovery(path: &Path, access: Access, recovery: Recovery) -> Result<Store> {
         let lock = match access {
-            Access::ReadWrite | Access::ReadWriteBrief => Some(lock_dir(path)?),
+            Access::ReadWrite => Some(lock_dir(path, false)?),
+            Access::ReadWriteBrief => Some(lock_dir(path, true)?),
             Access::ReadOnly => {
                 if !Store::exists(path) {
                     return Err(Error::NotFound(format!(

@@ -2,21 +2,31 @@
 //! instance beside a running writer; `Store::open_with_recovery` decides the options.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
-use super::dir::writer_holds_lock;
+use super::dir::{Writer, writer};
 use super::{Access, storage};
 use crate::error::{Error, Result};
 
-/// RocksDB's `max_open_files` for a plain read-only instance (no writer beside it): a table
+/// RocksDB's `max_open_files` for a plain read-only instance (no writer beside it) and a
+/// brief writer (one `ordo append`): a table
 /// cache of 10 tables (RocksDB keeps 10 of the limit for other files), the least recently
 /// used closed when more are needed (tables an iterator is reading stay open). RocksDB
 /// opens up to a quarter of the cache's capacity of tables (at most 16) while it opens the
 /// database, and all of them with no limit (-1); so a short command opens two, then the
 /// ones its reads reach. Measured on the benchmark's ledger (issue 25): `ordo state` p50
 /// 13.4 to 8.8 ms; `export`, `verify` and `query orders` within noise.
-const READER_OPEN_FILES_MAX: i32 = 20;
+const LAZY_OPEN_FILES_MAX: i32 = 20;
+
+/// How long a reader waits for a brief writer to close before it opens beside it as a
+/// secondary instance anyway. A brief writer lives for milliseconds; seconds only when it
+/// compacts level 0 as it closes (`Store::bound_level0`).
+const BRIEF_WRITER_WAIT_MAX: Duration = Duration::from_secs(2);
+
+/// How often a reader looks again whether a brief writer has closed.
+const BRIEF_WRITER_POLL: Duration = Duration::from_millis(1);
 
 /// Opens the RocksDB database in `path` for `access`: the writer as the primary; a reader
 /// read-only, or as a secondary instance beside a running writer (its directory returned
@@ -31,15 +41,19 @@ pub(super) fn open_db(
         Access::ReadWrite | Access::ReadWriteBrief => {
             db_opts.create_if_missing(true);
             db_opts.create_missing_column_families(true);
-            // Every writer, brief ones included, opens every table at open (RocksDB's
-            // default, unlimited open files) and fails on a damaged one: a reader beside it
-            // is a secondary instance, which would fall back silently to an older state
-            // past a damaged table, and relies on the writer having opened them all.
-            // (Opening them lazily took 4 ms off `ordo append`; not worth that.)
+            // A writer that stays opens every table at open (RocksDB's default, unlimited
+            // open files) and fails on a damaged one: a reader beside it is a secondary
+            // instance, which would fall back silently to an older state past a damaged
+            // table, and relies on the writer having opened them all. A brief writer opens
+            // tables as its reads reach them, as a reader does (4 to 5 ms of an `ordo
+            // append`): no reader opens beside it, readers wait for it to close (below).
+            if access == Access::ReadWriteBrief {
+                db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
+            }
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
             (db, None)
         }
-        Access::ReadOnly if !writer_holds_lock(path) => {
+        Access::ReadOnly if waited_for_brief_writer(path) == Writer::None => {
             // No writer: a plain read-only instance. It fails on a damaged table it opens
             // (footer, index, checksums); a secondary instance instead falls back,
             // silently, to the last state whose tables all open (RocksDB's
@@ -53,13 +67,13 @@ pub(super) fn open_db(
             // table its keys may be in, so no answer comes from a partial ledger; a
             // command that reads no key of a damaged table answers without noticing it,
             // and `ordo verify` reads them all.
-            db_opts.set_max_open_files(READER_OPEN_FILES_MAX);
+            db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
             let db =
                 DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?;
             (db, None)
         }
         Access::ReadOnly => {
-            // Beside a writer: a secondary instance, not a read-only one: RocksDB
+            // Beside a writer that stays: a secondary instance, not a read-only one: RocksDB
             // supports it beside a live primary (it follows the primary's MANIFEST and
             // WAL, and tolerates files the primary deletes meanwhile). The writer itself
             // opened every table strictly. RocksDB asks for unlimited open files so that
@@ -75,4 +89,67 @@ pub(super) fn open_db(
             (db, Some(dir))
         }
     })
+}
+
+/// Who holds the ledger's lock, once a brief writer holding it has closed (or
+/// `BRIEF_WRITER_WAIT_MAX` has passed: `Brief` then, and the reader opens beside it).
+fn waited_for_brief_writer(path: &Path) -> Writer {
+    let started = Instant::now();
+    loop {
+        match writer(path) {
+            Writer::Brief if started.elapsed() < BRIEF_WRITER_WAIT_MAX => {
+                std::thread::sleep(BRIEF_WRITER_POLL);
+            }
+            found => return found,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+    use super::*;
+
+    #[test]
+    fn a_reader_waits_for_a_brief_writer_to_close_and_opens_read_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ledger");
+        drop(Store::open(&dir, Access::ReadWrite).expect("creates the ledger"));
+        let brief = Store::open(&dir, Access::ReadWriteBrief).expect("a brief writer");
+        assert_eq!(writer(&dir), Writer::Brief);
+        let held = Duration::from_millis(200);
+        let closed = std::thread::scope(|scope| {
+            let closing = scope.spawn(move || {
+                std::thread::sleep(held);
+                drop(brief);
+                Instant::now()
+            });
+            let reader = Store::open(&dir, Access::ReadOnly).expect("a reader");
+            let opened = Instant::now();
+            let closed = closing.join().expect("closes");
+            assert!(
+                opened >= closed,
+                "the reader opened after the brief writer closed"
+            );
+            assert!(
+                !reader.catch_up().expect("reads"),
+                "a read-only instance, not a secondary one"
+            );
+            closed
+        });
+        assert_eq!(writer(&dir), Writer::None, "{closed:?}");
+    }
+
+    #[test]
+    fn a_reader_beside_a_writer_that_stays_opens_at_once_as_a_secondary_instance() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ledger");
+        let staying = Store::open(&dir, Access::ReadWrite).expect("a writer");
+        assert_eq!(writer(&dir), Writer::Staying);
+        let started = Instant::now();
+        let reader = Store::open(&dir, Access::ReadOnly).expect("a reader");
+        assert!(started.elapsed() < BRIEF_WRITER_WAIT_MAX, "no wait");
+        assert!(reader.catch_up().expect("reads"), "a secondary instance");
+        drop(staying);
+    }
 }

@@ -67,7 +67,7 @@ impl Store {
     /// Recovers the ledger in `path`, keeping positions 1 to `keep`, which must be the plan's
     /// head: copies the damaged logs aside, then replays them up to their first damage.
     pub fn recover(path: &Path, keep: Position) -> Result<Recovered> {
-        let lock = lock_dir(path)?;
+        let lock = lock_dir(path, false)?;
         let plan = Store::recovery_plan(path)?;
         if keep != plan.head {
             return Err(Error::InvalidInput(format!(
