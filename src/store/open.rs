@@ -121,15 +121,16 @@ mod tests {
         let closed = std::thread::scope(|scope| {
             let closing = scope.spawn(move || {
                 std::thread::sleep(held);
+                let closing = Instant::now();
                 drop(brief);
-                Instant::now()
+                closing
             });
             let reader = Store::open(&dir, Access::ReadOnly).expect("a reader");
             let opened = Instant::now();
             let closed = closing.join().expect("closes");
             assert!(
                 opened >= closed,
-                "the reader opened after the brief writer closed"
+                "the reader opened once the brief writer was closing, not before"
             );
             assert!(
                 !reader.catch_up().expect("reads"),

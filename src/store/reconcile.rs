@@ -24,13 +24,14 @@ use crate::format::{RowWrite, keys};
 /// compared by itself; a ledger without one holds the empty totals (`Projections`), as for
 /// the digest (`Store::live_digest`).
 pub struct Reconciler<'s> {
+    /// The column family being walked, if any (declared before `point`, so that it is
+    /// dropped first: its iterator reads at that point).
+    walk: Option<Walk<'s>>,
     store: &'s Store,
     /// The one point every row is read at.
     point: ReadPoint<'s>,
     whole: Vec<&'static str>,
     projections: Projections,
-    /// The column family being walked, if any.
-    walk: Option<Walk<'s>>,
     /// Those walked to their end: each table's rows come together.
     walked: Vec<&'static str>,
     differences: Vec<RowWrite>,
@@ -51,11 +52,11 @@ impl Store {
     /// rows.
     pub fn reconciler(&self, whole: &[&'static str], projections: &Projections) -> Reconciler<'_> {
         Reconciler {
+            walk: None,
             store: self,
             point: self.read_point(),
             whole: whole.to_vec(),
             projections: *projections,
-            walk: None,
             walked: Vec::new(),
             differences: Vec::new(),
         }
