@@ -1101,15 +1101,32 @@ fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         "--data",
         r#"{"text":"from the CLI benchmark"}"#,
     ]))?;
-    // The floor under a process that writes to this ledger: RocksDB's own open and close of
-    // it for writing, every column family, in this process (no process start), with
-    // RocksDB's default options but for the compression built in and the two that make an
-    // open cheaper without changing what it checks: tables opened on one thread (not 16 per
-    // column family) and no size statistics read from them.
+    // The floors under a process that writes to this ledger and one that reads an order
+    // from it: RocksDB's own open and close of it, for writing, and read-only with one point
+    // read of the order's state, every column family, in this process (no process start),
+    // with RocksDB's default options but for the compression built in and the three that
+    // make an open cheaper without changing what it checks: tables opened on one thread
+    // (not 16 per column family), no size statistics read from them, and tables opened as
+    // reads reach them (as ordo's readers and `ordo append` open them).
     let names = DB::list_cf(&Options::default(), ledger_dir)?;
     let mut open_options = raw_options();
     open_options.set_max_file_opening_threads(1);
     open_options.set_skip_stats_update_on_db_open(true);
+    open_options.set_max_open_files(20);
+    let order = OrderId::new("ORD-00000001").map_err(anyhow::Error::msg)?;
+    let mut raw_reads = Vec::new();
+    for _ in 0..args.cli_runs {
+        let started = Instant::now();
+        let db = DB::open_cf_for_read_only(&open_options, ledger_dir, &names, false)?;
+        let cf = db
+            .cf_handle(ordo::store::CF_ORDER_STATE)
+            .context("the order-state column family")?;
+        let state = db.get_pinned_cf(cf, order_state_key(&order))?;
+        std::hint::black_box(state.map(|bytes| bytes.len()));
+        drop(db);
+        raw_reads.push(started.elapsed());
+    }
+    let raw_read = Latencies::new(raw_reads);
     let mut raw_opens = Vec::new();
     for _ in 0..args.cli_runs {
         let started = Instant::now();
@@ -1138,6 +1155,7 @@ fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         });
     }
     let floor_ms = version.millis(0.5) + raw_open.millis(0.5) + fsync_ms;
+    let read_floor_ms = version.millis(0.5) + raw_read.millis(0.5);
     report.rows.push(Row {
         phase: "  raw RocksDB: open + close of the same ledger for writing (in-process)",
         metric: "p50 ms",
@@ -1150,7 +1168,21 @@ fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
             "column_families": names.len(),
             "append_floor_ms": round2(floor_ms),
             "append_floor": "process start p50 + this p50 + one fsync p50: a process that opens RocksDB, syncs one write and closes",
-            "options": "RocksDB's defaults, LZ4, max_file_opening_threads 1, skip_stats_update_on_db_open",
+            "options": "RocksDB's defaults, LZ4, max_file_opening_threads 1, skip_stats_update_on_db_open, max_open_files 20",
+        }),
+    });
+    report.rows.push(Row {
+        phase: "  raw RocksDB: read-only open + one order's state + close (in-process)",
+        metric: "p50 ms",
+        ordo: raw_read.millis(0.5),
+        baseline: None,
+        target: None,
+        detail: json!({
+            "runs": raw_read.len(),
+            "p99_ms": raw_read.millis(0.99),
+            "state_floor_ms": round2(read_floor_ms),
+            "state_floor": "process start p50 + this p50: a process that opens RocksDB read-only, reads one key and closes",
+            "options": "as the open for writing above",
         }),
     });
     Ok(())
