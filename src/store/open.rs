@@ -100,6 +100,14 @@ fn waited_for_brief_writer(path: &Path) -> Writer {
             Writer::Brief if started.elapsed() < BRIEF_WRITER_WAIT_MAX => {
                 std::thread::sleep(BRIEF_WRITER_POLL);
             }
+            Writer::Brief => {
+                tracing::warn!(
+                    "a brief writer (ordo append) has held {} for more than {} s; reading beside it",
+                    path.display(),
+                    BRIEF_WRITER_WAIT_MAX.as_secs()
+                );
+                return Writer::Brief;
+            }
             found => return found,
         }
     }
