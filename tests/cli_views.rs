@@ -210,28 +210,49 @@ fn rebuild_matches_the_live_projections_and_swaps_them() {
     assert_eq!(t.json(&["query", "statuses"])[1]["count"], 1);
 }
 
+/// Opens `t`'s ledger directly and hands `damage` the store and the stored row of `cf` (key,
+/// value) whose key `wanted` picks.
+fn damage_row(
+    t: &TestLedger,
+    cf: &str,
+    wanted: impl Fn(&[u8]) -> bool,
+    damage: impl FnOnce(&ordo::store::Store, Vec<u8>, Vec<u8>),
+) {
+    let store = ordo::store::Store::open(&t.dir(), ordo::store::Access::ReadWrite).expect("opens");
+    let (key, value) = store
+        .raw_rows(cf)
+        .expect("reads")
+        .into_iter()
+        .find(|(key, _)| wanted(key))
+        .expect("the row is stored");
+    damage(&store, key, value);
+}
+
+/// `ordo rebuild` refused with exit 5 (a mismatch is corruption); what it said.
+fn refused_rebuild(t: &TestLedger) -> String {
+    let refused = t.ordo(&["rebuild"]).output().expect("runs");
+    assert_eq!(refused.status.code(), Some(5), "a mismatch is corruption");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 #[test]
 fn rebuild_reports_a_damaged_projection_row_and_force_repairs_it() {
     let t = two_orders();
     let before = t.json(&["state", "ORD-1"]);
-    {
-        // Flip one byte of ORD-1's stored state: the live digest no longer matches the log.
-        let store =
-            ordo::store::Store::open(&t.dir(), ordo::store::Access::ReadWrite).expect("opens");
-        let rows = store.raw_rows(ordo::store::CF_ORDER_STATE).expect("reads");
-        let (key, mut value) = rows
-            .into_iter()
-            .find(|(key, _)| key == b"ORD-1")
-            .expect("ORD-1 has a state row");
-        let middle = value.len() / 2;
-        value[middle] ^= 0x01;
-        store
-            .tamper_raw(ordo::store::CF_ORDER_STATE, &key, Some(&value))
-            .expect("writes");
-    }
-    let refused = t.ordo(&["rebuild"]).output().expect("runs");
-    assert_eq!(refused.status.code(), Some(5), "a mismatch is corruption");
-    let message = String::from_utf8_lossy(&refused.stderr);
+    // Flip one byte of ORD-1's stored state: the live digest no longer matches the log.
+    damage_row(
+        &t,
+        ordo::store::CF_ORDER_STATE,
+        |key| key == b"ORD-1",
+        |store, key, mut value| {
+            let middle = value.len() / 2;
+            value[middle] ^= 0x01;
+            store
+                .tamper_raw(ordo::store::CF_ORDER_STATE, &key, Some(&value))
+                .expect("writes");
+        },
+    );
+    let message = refused_rebuild(&t);
     assert!(
         message.contains("differ") && message.contains("--force"),
         "{message}"
@@ -254,35 +275,28 @@ fn rebuild_finds_a_damaged_status_index_which_the_digest_does_not_cover() {
     let t = two_orders();
     let paid = t.json(&["query", "orders", "--status", "paid"]);
     assert_eq!(paid[0]["order_id"], "ORD-1", "{paid}");
-    {
-        // ORD-1's row in the status index is lost and a stray row appears: the digest covers
-        // neither, the row-by-row comparison both.
-        let store =
-            ordo::store::Store::open(&t.dir(), ordo::store::Access::ReadWrite).expect("opens");
-        let rows = store
-            .raw_rows(ordo::store::CF_STATUS_ORDERS)
-            .expect("reads");
-        let (key, _) = rows
-            .into_iter()
-            .find(|(key, _)| key.ends_with(b"ORD-1"))
-            .expect("ORD-1 is in the status index");
-        store
-            .tamper_raw(ordo::store::CF_STATUS_ORDERS, &key, None)
-            .expect("deletes");
-        let mut stray = key.clone();
-        stray.extend_from_slice(b"-STRAY");
-        store
-            .tamper_raw(ordo::store::CF_STATUS_ORDERS, &stray, Some(&[]))
-            .expect("writes");
-    }
+    // ORD-1's row in the status index is lost and a stray row appears: the digest covers
+    // neither, the row-by-row comparison both.
+    damage_row(
+        &t,
+        ordo::store::CF_STATUS_ORDERS,
+        |key| key.ends_with(b"ORD-1"),
+        |store, key, _| {
+            store
+                .tamper_raw(ordo::store::CF_STATUS_ORDERS, &key, None)
+                .expect("deletes");
+            let stray = [key.as_slice(), b"-STRAY"].concat();
+            store
+                .tamper_raw(ordo::store::CF_STATUS_ORDERS, &stray, Some(&[]))
+                .expect("writes");
+        },
+    );
     let damaged = t
         .ordo(&["query", "orders", "--status", "paid"])
         .output()
         .expect("runs");
     assert_eq!(damaged.status.code(), Some(5), "the stray row is reported");
-    let refused = t.ordo(&["rebuild"]).output().expect("runs");
-    assert_eq!(refused.status.code(), Some(5), "a mismatch is corruption");
-    let message = String::from_utf8_lossy(&refused.stderr);
+    let message = refused_rebuild(&t);
     assert!(
         message.contains("2 stored projection rows differ") && message.contains("--force"),
         "{message}"

@@ -165,6 +165,17 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// Neither a writer nor a brief writer can take the lock of `dir` now.
+    fn no_other_writer_gets_in(dir: &Path) {
+        for brief in [false, true] {
+            assert!(
+                matches!(lock_dir(dir, brief), Err(Error::LedgerInUse { .. })),
+                "a {} writer got in",
+                if brief { "brief" } else { "staying" }
+            );
+        }
+    }
+
     #[test]
     fn a_reader_sees_the_writers_lock_only_while_it_is_held_and_takes_none() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -173,26 +184,12 @@ mod tests {
         let lock = lock_dir(&dir, false).expect("first writer");
         assert_eq!(writer(&dir), Writer::Staying);
         assert_eq!(writer(&dir), Writer::Staying, "looking took no lock");
-        assert!(matches!(
-            lock_dir(&dir, false),
-            Err(Error::LedgerInUse { .. })
-        ));
-        assert!(matches!(
-            lock_dir(&dir, true),
-            Err(Error::LedgerInUse { .. })
-        ));
+        no_other_writer_gets_in(&dir);
         drop(lock);
         assert_eq!(writer(&dir), Writer::None, "released with its file");
         let brief = lock_dir(&dir, true).expect("a brief writer after the first closed");
         assert_eq!(writer(&dir), Writer::Brief);
-        assert!(matches!(
-            lock_dir(&dir, false),
-            Err(Error::LedgerInUse { .. })
-        ));
-        assert!(matches!(
-            lock_dir(&dir, true),
-            Err(Error::LedgerInUse { .. })
-        ));
+        no_other_writer_gets_in(&dir);
         drop(brief);
         assert_eq!(writer(&dir), Writer::None);
     }
@@ -212,13 +209,6 @@ mod tests {
         )
         .expect("locks the whole file");
         assert_eq!(writer(&dir), Writer::Staying);
-        assert!(matches!(
-            lock_dir(&dir, false),
-            Err(Error::LedgerInUse { .. })
-        ));
-        assert!(matches!(
-            lock_dir(&dir, true),
-            Err(Error::LedgerInUse { .. })
-        ));
+        no_other_writer_gets_in(&dir);
     }
 }

@@ -292,12 +292,19 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "increasing key order")]
     fn rows_out_of_key_order_are_refused() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = Store::open(dir.path(), Access::ReadWrite).expect("opens");
         let mut reconciler = store.reconciler(&[CF_CUSTOMERS], &PROJECTIONS);
         reconciler.row(CF_CUSTOMERS, b"b", b"").expect("reads");
-        let _ = reconciler.row(CF_CUSTOMERS, b"a", b"");
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reconciler.row(CF_CUSTOMERS, b"a", b"")
+        }))
+        .expect_err("a row before the last one is a broken invariant");
+        let message = refused
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(message.contains("increasing key order"), "{message}");
     }
 }
