@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::{Latencies, cpu_seconds, load};
+use super::{Latencies, MachineCpu, cpu_seconds, cpu_us_per, load};
 
 /// What a run of `group_commit` measured.
 pub(super) struct GroupCommit {
@@ -28,6 +28,10 @@ pub(super) struct GroupCommit {
     /// Cores the process kept busy meanwhile (CPU time / wall time): near the machine's
     /// cores, the probe was bound by CPU (thread wake-ups), not by the device.
     pub(super) cores_busy: f64,
+    /// Cores the whole machine kept busy meanwhile (the kernel's work for the syncs too).
+    pub(super) machine_cores_busy: f64,
+    /// The machine's CPU time per record written, in microseconds.
+    pub(super) machine_cpu_us_per_write: f64,
 }
 
 /// Records issued, taken by syncers, and durable; shared under one lock.
@@ -83,6 +87,7 @@ pub(super) fn group_commit(
         done: (0..writers).map(|_| Condvar::new()).collect(),
     };
     let cpu = cpu_seconds("self")?;
+    let machine = MachineCpu::start()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     let (latencies, syncs) = std::thread::scope(|scope| -> Result<(Vec<Duration>, u64)> {
@@ -115,13 +120,17 @@ pub(super) fn group_commit(
     })?;
     let elapsed = started.elapsed();
     let cpu = cpu_seconds("self")? - cpu;
+    let machine_cores_busy = machine.cores_busy()?;
     fs::remove_file(&path)?;
     let latencies = Latencies::new(latencies);
+    let writes = latencies.len() as u64;
     Ok(GroupCommit {
         rate: super::rate(latencies.len() as u64, elapsed),
         latencies,
         syncs,
         cores_busy: super::round2(cpu / elapsed.as_secs_f64().max(1e-9)),
+        machine_cores_busy: super::round2(machine_cores_busy),
+        machine_cpu_us_per_write: cpu_us_per(machine_cores_busy, elapsed.as_secs_f64(), writes),
     })
 }
 
