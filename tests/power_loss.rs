@@ -57,8 +57,9 @@ const WRITERS_ENV: &str = "ORDO_POWER_CHILD_WRITERS";
 /// Orders appended as one atomic batch of this many events.
 const BATCH_EVENTS: usize = 4;
 /// Orders placed before the acknowledged appends begin, with snapshots then due every
-/// `SNAPSHOT_EVERY_EVENTS` (`0`: neither). Over 1,000 orders, a snapshot is written in more
-/// than one write (`store::SNAPSHOT_CHUNK_ROWS`), all but the last unsynced.
+/// `SNAPSHOT_EVERY_EVENTS` (`0`: neither). A snapshot's rows go into a table file of their
+/// own, which RocksDB takes in (synced, linked, named in its manifest) before the header's
+/// synced write; with 1,100 orders the file spans many blocks.
 const SNAPSHOT_ORDERS_ENV: &str = "ORDO_POWER_CHILD_SNAPSHOT_ORDERS";
 const SNAPSHOT_EVERY_EVENTS: u64 = 16;
 
@@ -604,8 +605,8 @@ fn acknowledged_events_survive_power_loss_while_groups_are_written_during_a_sync
     panic!("no run wrote groups while a sync ran (commits, syncs per run: {overlapped:?})");
 }
 
-/// Snapshots are written beside the appends, each in several writes of which only the last
-/// (with the header) is synced: in every crash state, a snapshot whose header survived has
+/// Snapshots are written beside the appends, each as a table file RocksDB takes in before
+/// the header's synced write: in every crash state, a snapshot whose header survived has
 /// every row, and acknowledged events survive as always.
 #[test]
 fn a_snapshot_whose_header_survives_power_loss_has_every_row() {

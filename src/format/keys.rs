@@ -118,7 +118,10 @@ pub fn snapshot_prefix(position: Position) -> [u8; 8] {
     position.0.to_be_bytes()
 }
 
-/// `snapshots` row kinds, the byte after the position.
+/// `snapshots` row kinds, the byte after the position. The totals row (its key has nothing
+/// after the kind).
+pub const SNAPSHOT_TOTALS: u8 = 0;
+/// See `SNAPSHOT_TOTALS`.
 pub const SNAPSHOT_ORDER: u8 = 1;
 /// See `SNAPSHOT_ORDER`.
 pub const SNAPSHOT_CUSTOMER: u8 = 2;

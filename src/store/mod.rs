@@ -248,6 +248,10 @@ impl Store {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        if access.writes() {
+            // Held by the lock above: no snapshot of another process is under way.
+            Store::remove_snapshot_leftovers(path)?;
+        }
         let (db, secondary) = open_db(path, access, db_opts, cfs)?;
         let store = Store {
             visible: Visible::default(),
@@ -353,28 +357,6 @@ impl Store {
             }
         }
         self.write(batch, durability)
-    }
-
-    /// Writes rows that no reader looks at until a later synced `write` names them (a
-    /// snapshot's rows before its header): into the memtables only, bypassing the
-    /// write-ahead log; `flush_unseen` makes them durable before the write that names them.
-    /// Each chunk of a snapshot was a synced write, and RocksDB's writes wait behind a sync:
-    /// commits beside a snapshot waited out an fsync of 1.4 MB each time (p99 at 64 writers
-    /// 7 to 9 ms with snapshots due, 2.5 to 3.5 ms without, 2026-12-03). Unsynced but logged,
-    /// the whole snapshot still went through the log, written and fsynced by the commits'
-    /// syncs beside it (docs/benchmarks.md): flushed from the memtable, it is written once.
-    fn write_unseen(&self, batch: WriteBatch) -> Result<()> {
-        let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
-        self.db.write_opt(batch, &opts).map_err(storage)
-    }
-
-    /// Makes the rows `write_unseen` wrote into `cf` durable: flushes its memtable to a
-    /// table file, synced (with the manifest naming it) before this returns.
-    fn flush_unseen(&self, cf: &str) -> Result<()> {
-        let mut opts = rocksdb::FlushOptions::default();
-        opts.set_wait(true);
-        self.db.flush_cf_opt(self.cf(cf), &opts).map_err(storage)
     }
 
     /// Bytes used by the ledger's files.

@@ -46,6 +46,15 @@ const INSERTED_IN_KEY_ORDER: [&str; 4] =
 /// That hint, as RocksDB's option string names it (the C API has no setter for it).
 const INSERT_HINT_OPTION: &str = "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1";
 
+/// How long RocksDB leaves a table at the last level before rewriting it only to zero its
+/// keys' sequence numbers ("BottommostFiles" compactions): 30 days, for snapshots. A
+/// snapshot is written as one table file that RocksDB takes in at the last level
+/// (`Store::write_snapshot`); without a delay RocksDB rewrote each one (26 MB at a million
+/// events) seconds after it was taken in, as much work again as writing it, to change
+/// nothing anyone reads (2026-12-03, docs/benchmarks.md). Its rows never change; pruned
+/// ones are dropped by the compactions that meet their deletion.
+const SNAPSHOT_REWRITE_DELAY_OPTION: &str = "bottommost_file_compaction_delay=2592000";
+
 /// Options of the column family `name` (`None`: the database's own options), opened for
 /// `access`.
 pub(super) fn options(
@@ -53,14 +62,23 @@ pub(super) fn options(
     name: Option<&str>,
     access: Access,
 ) -> Result<Options> {
-    let mut opts = if name.is_some_and(|name| INSERTED_IN_KEY_ORDER.contains(&name)) {
+    // Options the C API has no setter for, as RocksDB's option string names them; only for
+    // a writer that stays (readers insert nothing, brief writers run no compactions, and
+    // parsing an option string costs every open a fraction of a millisecond).
+    let option_string = match name {
+        Some(name) if access == Access::ReadWrite && INSERTED_IN_KEY_ORDER.contains(&name) => {
+            Some(INSERT_HINT_OPTION)
+        }
+        Some(CF_SNAPSHOTS) if access == Access::ReadWrite => Some(SNAPSHOT_REWRITE_DELAY_OPTION),
+        _ => None,
+    };
+    let mut opts = match option_string {
         // First, on RocksDB's defaults: the option string makes a new `Options`, which
         // would not keep what the binding holds for the options set below.
-        Options::default()
-            .get_options_from_string(INSERT_HINT_OPTION)
-            .map_err(storage)?
-    } else {
-        Options::default()
+        Some(option_string) => Options::default()
+            .get_options_from_string(option_string)
+            .map_err(storage)?,
+        None => Options::default(),
     };
     // Every append looks up its event id (almost never stored yet) and its order's state
     // (absent for a new order) while the memtable holds the most recent writes: without a

@@ -10,9 +10,11 @@ pub use check::RowDecoder;
 use rocksdb::{Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::{CF_META, CF_SNAPSHOTS, Durability, Head, Store, corrupt, decode};
+use super::{
+    Access, CF_META, CF_SNAPSHOTS, Durability, Head, Store, corrupt, decode, options, storage,
+};
 use crate::domain::{Hash, OrderId, OrderState, Position, Timestamp};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::digest::Digester;
 use crate::format::{DIGEST_TABLES, codec, keys};
 
@@ -45,11 +47,10 @@ pub struct Projections {
     pub max_occurred_at: fn(&[u8]) -> Result<Option<Timestamp>>,
 }
 
-/// Rows per write while copying a snapshot: bounds its memory, and how long a commit waits
-/// behind one of its writes (RocksDB inserts a write's rows into the memtables before the
-/// next write; at the rebuild's rate, 700,000 rows in 0.2 to 0.3 s, 20,000 rows held the
-/// commits 6 to 9 ms and 1,000 hold them under half a millisecond).
-pub const SNAPSHOT_CHUNK_ROWS: usize = 1_000;
+/// Name prefix of the table file a snapshot is written into, in the ledger directory,
+/// before RocksDB takes it in (`Store::write_snapshot`). One left by a crash holds nothing
+/// the ledger needs; a writer's open removes it (`Store::remove_snapshot_leftovers`).
+pub const SNAPSHOT_FILE_PREFIX: &str = ".ordo-snapshot-";
 
 /// What `Store::live_rows` walked.
 struct LiveRows {
@@ -75,9 +76,9 @@ impl Store {
     }
 
     /// Walks every live projection row as stored, read through the RocksDB `snapshot`
-    /// (consistent: it sits between two commits), in the digest's order
-    /// (`format::DIGEST_TABLES`; `visit` gets the snapshot row kind, key and value), then
-    /// the totals. The one place that hashes stored rows the way
+    /// (consistent: it sits between two commits): the totals first, then the tables in the
+    /// digest's order (`format::DIGEST_TABLES`); `visit` gets the snapshot row kind, key and
+    /// value, in the order of their snapshot keys. The digest takes the totals last. The one place that hashes stored rows the way
     /// `projection::tables::book_rows` hashes a book.
     fn live_rows(
         &self,
@@ -89,6 +90,7 @@ impl Store {
         let totals = self
             .get_pinned_at(CF_META, keys::META_TOTALS, at)?
             .map_or_else(|| (projections.empty_totals)(), |bytes| bytes.to_vec());
+        visit(keys::SNAPSHOT_TOTALS, &[], &totals)?;
         let mut hasher = Digester::default();
         let mut orders = 0u64;
         for (live_cf, kind, hash_key) in DIGEST_TABLES {
@@ -115,12 +117,12 @@ impl Store {
     /// Snapshots the stored projections at the head, durably, and returns the header.
     ///
     /// Rows are copied as stored bytes from one RocksDB snapshot of the live column
-    /// families (consistent: it sits between two commits), in chunks of
-    /// `SNAPSHOT_CHUNK_ROWS`, hashing them in the digest's order on the way: memory stays
-    /// constant whatever the number of orders, and commits go on meanwhile. The chunks bypass
-    /// the write-ahead log (`write_unseen`) and are flushed into a table file before the
-    /// header is written, last, with fsync. Until then the snapshot does not exist for
-    /// readers.
+    /// families (consistent: it sits between two commits), hashed in the digest's order on
+    /// the way, into one table file that RocksDB then takes into the `snapshots` column
+    /// family as it is (synced, linked, named in its manifest): memory stays constant
+    /// whatever the number of orders, commits go on meanwhile, and the rows are written
+    /// once, past the write-ahead log, the memtables and their flushes. The header is
+    /// written last, with fsync. Until then the snapshot does not exist for readers.
     pub fn write_snapshot(
         &self,
         projections: &Projections,
@@ -150,27 +152,41 @@ impl Store {
             .meta_record_at(keys::META_HEAD, Some(snapshot))?
             .ok_or_else(|| corrupt("meta", "the ledger has no head record"))?;
         let position = head.position;
-        let mut batch = WriteBatch::default();
-        self.delete_snapshot_rows(&mut batch, position);
-        let mut unseen = false;
+        if self.has_snapshot_rows(position)? {
+            // Rows of an earlier snapshot at this position whose header was deleted or
+            // never written: deleted first, so that none of them outlives the new ones.
+            let mut batch = WriteBatch::default();
+            self.delete_snapshot_rows(&mut batch, position);
+            self.write(batch, Durability::Sync)?;
+        }
+        let file = tempfile::Builder::new()
+            .prefix(SNAPSHOT_FILE_PREFIX)
+            .suffix(".sst")
+            .tempfile_in(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?
+            .into_temp_path();
+        // The column family's own table options (compression, block size), so that the
+        // file is as RocksDB would have written it.
+        let table_options = options::options(
+            &rocksdb::Cache::new_lru_cache(0),
+            Some(CF_SNAPSHOTS),
+            Access::ReadWrite,
+        )?;
+        let mut table = rocksdb::SstFileWriter::create(&table_options);
+        table.open(&file).map_err(storage)?;
         let rows = self.live_rows(snapshot, projections, |kind, key, value| {
-            batch.put_cf(
-                self.cf(CF_SNAPSHOTS),
-                keys::snapshot_key(position, kind, key),
-                value,
-            );
-            if batch.len() >= SNAPSHOT_CHUNK_ROWS {
-                // Not logged: flushed below, before the header names them.
-                self.write_unseen(std::mem::take(&mut batch))?;
-                unseen = true;
-            }
-            Ok(())
+            table
+                .put(keys::snapshot_key(position, kind, key), value)
+                .map_err(storage)
         })?;
-        batch.put_cf(
-            self.cf(CF_SNAPSHOTS),
-            keys::snapshot_key(position, 0, &[]),
-            &rows.totals,
-        );
+        // Synced before it returns.
+        table.finish().map_err(storage)?;
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        // Linked into the database, not copied; RocksDB removes this name once it is in.
+        ingest.set_move_files(true);
+        self.db
+            .ingest_external_file_cf_opts(self.cf(CF_SNAPSHOTS), &ingest, vec![&file])
+            .map_err(storage)?;
         let header = SnapshotHeader {
             position,
             max_occurred_at: (projections.max_occurred_at)(&rows.totals)?,
@@ -179,19 +195,46 @@ impl Store {
             orders: rows.orders,
             created_at,
         };
+        let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_META),
             keys::snapshot_header_key(position),
             codec::encode_record(&header),
         );
-        if unseen {
-            // The chunks bypassed the log: durable only once in a table file. A crash
-            // before the header leaves rows no header names (as a crash mid-snapshot always
-            // could); the next snapshot at that position deletes them first.
-            self.flush_unseen(CF_SNAPSHOTS)?;
-        }
         self.write(batch, Durability::Sync)?;
         Ok(Some(header))
+    }
+
+    /// Whether rows are stored under the snapshot position `position`.
+    fn has_snapshot_rows(&self, position: Position) -> Result<bool> {
+        let prefix = keys::snapshot_prefix(position);
+        Ok(self
+            .scan(CF_SNAPSHOTS, &prefix, |_, _| Ok(()))
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
+    /// Removes the table files of snapshots a crash interrupted before RocksDB took them
+    /// in (`SNAPSHOT_FILE_PREFIX`). Called by a writer's open, before any snapshot of its
+    /// own can be under way.
+    pub(super) fn remove_snapshot_leftovers(path: &std::path::Path) -> Result<()> {
+        let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(path, e))?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with(SNAPSHOT_FILE_PREFIX))
+            {
+                tracing::warn!(
+                    "removing {}: a snapshot's table file left by an interrupted snapshot",
+                    entry.path().display()
+                );
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
     }
 
     fn delete_snapshot_rows(&self, batch: &mut WriteBatch, position: Position) {
@@ -213,7 +256,10 @@ impl Store {
     pub fn snapshot_totals(&self, position: Position) -> Result<Vec<u8>> {
         let what = format!("snapshot at position {position}");
         let raw = self
-            .get_pinned(CF_SNAPSHOTS, &keys::snapshot_key(position, 0, &[]))?
+            .get_pinned(
+                CF_SNAPSHOTS,
+                &keys::snapshot_key(position, keys::SNAPSHOT_TOTALS, &[]),
+            )?
             .ok_or_else(|| corrupt(&what, "no totals row"))?;
         Ok(raw.to_vec())
     }
