@@ -55,7 +55,7 @@ pub use reconcile::Reconciler;
 use recover::damaged_wal;
 pub use recover::{Recovered, RecoveryPlan, readable_head};
 pub use scratch::{SCRATCH_DIR_PREFIX, Scratch};
-pub use snapshot::{Projections, RowDecoder, SnapshotHeader};
+pub use snapshot::{Projections, RowDecoder, SNAPSHOT_FILE_PREFIX, SnapshotHeader};
 pub use tamper::Fault;
 pub use view::Written;
 use view::{View, Visible};

@@ -78,8 +78,8 @@ impl Store {
     /// Walks every live projection row as stored, read through the RocksDB `snapshot`
     /// (consistent: it sits between two commits): the totals first, then the tables in the
     /// digest's order (`format::DIGEST_TABLES`); `visit` gets the snapshot row kind, key and
-    /// value, in the order of their snapshot keys. The digest takes the totals last. The one place that hashes stored rows the way
-    /// `projection::tables::book_rows` hashes a book.
+    /// value, in the order of their snapshot keys. The digest takes the totals last. The one
+    /// place that hashes stored rows the way `projection::tables::book_rows` hashes a book.
     fn live_rows(
         &self,
         snapshot: &Snapshot<'_>,
@@ -205,14 +205,17 @@ impl Store {
         Ok(Some(header))
     }
 
-    /// Whether rows are stored under the snapshot position `position`.
+    /// Whether rows are stored under the snapshot position `position`: in RocksDB's latest
+    /// data, not through the view, which may predate an earlier attempt's file.
     fn has_snapshot_rows(&self, position: Position) -> Result<bool> {
         let prefix = keys::snapshot_prefix(position);
-        Ok(self
-            .scan(CF_SNAPSHOTS, &prefix, |_, _| Ok(()))
-            .next()
-            .transpose()?
-            .is_some())
+        let mut rows = self.db.raw_iterator_cf(self.cf(CF_SNAPSHOTS));
+        rows.seek(prefix);
+        if rows.valid() {
+            return Ok(rows.key().is_some_and(|key| key.starts_with(&prefix)));
+        }
+        rows.status().map_err(storage)?;
+        Ok(false)
     }
 
     /// Removes the table files of snapshots a crash interrupted before RocksDB took them
