@@ -1042,9 +1042,9 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
         let raw = Latencies::new(load(writers, raw_deadline, |thread, n| {
             raw_append((u64::MAX >> 1) - ((thread as u64) << 32) - n)
         })?);
-        let raw_elapsed = raw_started.elapsed().as_secs_f64();
+        let raw_elapsed = raw_started.elapsed();
         let raw_machine_busy = raw_machine.cores_busy()?;
-        let raw_concurrent_rate = rate(raw.len() as u64, raw_started.elapsed());
+        let raw_concurrent_rate = rate(raw.len() as u64, raw_elapsed);
         let latency = Latencies::new(latencies);
         let events = latency.len() as u64;
         let commits = (after.commits - before.commits).max(1);
@@ -1091,7 +1091,7 @@ fn appends(ledger: &Ledger, raw_dir: &Path, args: &Args, report: &mut Report) ->
                 "max_us": raw.micros(1.0),
                 "p99_in_fsyncs": round2(raw.micros(0.99) / fsync_us),
                 "machine_cores_busy": round2(raw_machine_busy),
-                "machine_cpu_us_per_write": cpu_us_per(raw_machine_busy, raw_elapsed, raw.len() as u64),
+                "machine_cpu_us_per_write": cpu_us_per(raw_machine_busy, raw_elapsed.as_secs_f64(), raw.len() as u64),
                 "what": "RocksDB's own group commit under ordo's load: each thread makes the raw write of the limit above and waits for it",
             }),
         });

@@ -235,6 +235,17 @@ fn refused_rebuild(t: &TestLedger) -> String {
     String::from_utf8_lossy(&refused.stderr).into_owned()
 }
 
+/// `ordo rebuild --force` after a refused rebuild: it rewrites `rows` rows; its report.
+fn forced_rebuild(t: &TestLedger, rows: u64) -> serde_json::Value {
+    let forced = t.json(&["rebuild", "--force"]);
+    assert_eq!(forced["matched"], false);
+    assert_eq!(
+        forced["rows_rewritten"], rows,
+        "only the damaged rows are written"
+    );
+    forced
+}
+
 #[test]
 fn rebuild_reports_a_damaged_projection_row_and_force_repairs_it() {
     let t = two_orders();
@@ -257,13 +268,8 @@ fn rebuild_reports_a_damaged_projection_row_and_force_repairs_it() {
         message.contains("differ") && message.contains("--force"),
         "{message}"
     );
-    let forced = t.json(&["rebuild", "--force"]);
-    assert_eq!(forced["matched"], false);
+    let forced = forced_rebuild(&t, 1);
     assert_eq!(forced["swapped"], true);
-    assert_eq!(
-        forced["rows_rewritten"], 1,
-        "only the damaged row is written"
-    );
     assert_ne!(forced["rebuilt_digest"], forced["live_digest"]);
     // The row is whole again: the next rebuild matches and the state reads as before.
     assert_eq!(t.json(&["rebuild"])["matched"], true);
@@ -301,9 +307,7 @@ fn rebuild_finds_a_damaged_status_index_which_the_digest_does_not_cover() {
         message.contains("2 stored projection rows differ") && message.contains("--force"),
         "{message}"
     );
-    let forced = t.json(&["rebuild", "--force"]);
-    assert_eq!(forced["matched"], false);
-    assert_eq!(forced["rows_rewritten"], 2);
+    let forced = forced_rebuild(&t, 2);
     assert_eq!(
         forced["rebuilt_digest"], forced["live_digest"],
         "the digest does not cover the status index"
