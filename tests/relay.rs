@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use common::nats::{
-    Message, Nats, kill_9, last_sequence, relay, stream_contents, terminate, wait_for,
+    Message, Nats, kill_9, last_sequence, relay, relay_temp_dir, stream_contents, terminate,
+    wait_for,
 };
 use common::served::{Served, post};
 use common::{PLACED, TestLedger};
@@ -123,6 +124,13 @@ fn kill_9_of_the_relay_during_live_appends_loses_and_duplicates_nothing() {
     let last = relay(&l.dir(), &nats.url, &[]);
     wait_for(&nats.url, "ORDO", head);
     assert!(terminate(last).success());
+    // A relay reads the ledger beside the server as a secondary instance, which once
+    // wrote its info log into a temporary directory of its own, left behind by each kill.
+    let left: Vec<_> = std::fs::read_dir(relay_temp_dir(&l.dir()))
+        .expect("the relays' temporary directory")
+        .map(|entry| entry.expect("an entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "the killed relays left {left:?} behind");
     assert!(served.terminate().success());
     let (stream_last, messages) = stream_contents(&nats.url, "ORDO");
     assert_eq!(stream_last, head);

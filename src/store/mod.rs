@@ -128,9 +128,8 @@ pub struct Store {
     path: PathBuf,
     /// Held for a writer's lifetime: the OS releases the lock when the process dies.
     _lock: Option<fs::File>,
-    /// A reader's secondary-instance directory (RocksDB keeps its own info log there);
-    /// removed when the store closes. Declared after `db`, so dropped after it.
-    _secondary: Option<tempfile::TempDir>,
+    /// A reader opened as a secondary instance, beside a writer that stays.
+    secondary: bool,
     /// A fault the next commit suffers (tests of the write path); `Fault::None` normally.
     fault: std::sync::atomic::AtomicU8,
     /// A sync of the write-ahead log failed: what was written since may not be on disk,
@@ -139,8 +138,9 @@ pub struct Store {
     sync_failed: AtomicBool,
 }
 
-/// RocksDB's info logs kept (`LOG.old.*`): each writer's open starts a new one, and
-/// every open lists the directory.
+/// RocksDB's info logs kept (`LOG.old.*`): each open of a writer that stays starts a new
+/// one (a brief writer logs to tracing: `options::info_log_to_tracing`), and every open
+/// lists the directory.
 const INFO_LOGS_KEPT: usize = 10;
 
 fn storage(e: rocksdb::Error) -> Error {
@@ -239,6 +239,12 @@ impl Store {
                 .get_options_from_string("avoid_flush_during_recovery=true")
                 .map_err(storage)?;
         }
+        if access == Access::ReadWriteBrief {
+            // Set last: the options `get_options_from_string` returns share the logger
+            // but not the Rust callback it calls, which was freed with the old options
+            // (rust-rocksdb 0.25), and RocksDB then called freed memory.
+            db_opts.set_info_logger(options::info_log_to_tracing());
+        }
         let cfs = COLUMN_FAMILIES
             .iter()
             .map(|name| {
@@ -258,7 +264,7 @@ impl Store {
             db: Arc::new(db),
             path: path.to_owned(),
             _lock: lock,
-            _secondary: secondary,
+            secondary,
             fault: std::sync::atomic::AtomicU8::new(Fault::None as u8),
             sync_failed: AtomicBool::new(false),
         };
@@ -285,7 +291,7 @@ impl Store {
     /// secondary instance (opened beside a writer); false for a read-only instance, which
     /// keeps seeing the ledger as it was when it opened (reopen it instead).
     pub fn catch_up(&self) -> Result<bool> {
-        if self._secondary.is_none() {
+        if !self.secondary {
             return Ok(false);
         }
         self.db.try_catch_up_with_primary().map_err(storage)?;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 use super::dir::{Writer, writer};
+use super::options::info_log_to_tracing;
 use super::{Access, storage};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// RocksDB's `max_open_files` for a plain read-only instance (no writer beside it) and a
 /// brief writer (one `ordo append`): a table
@@ -29,14 +30,13 @@ const BRIEF_WRITER_WAIT_MAX: Duration = Duration::from_secs(2);
 const BRIEF_WRITER_POLL: Duration = Duration::from_millis(1);
 
 /// Opens the RocksDB database in `path` for `access`: the writer as the primary; a reader
-/// read-only, or as a secondary instance beside a running writer (its directory returned
-/// with it, to be removed after the database closes).
+/// read-only, or as a secondary instance beside a running writer (true then).
 pub(super) fn open_db(
     path: &Path,
     access: Access,
     mut db_opts: Options,
     cfs: Vec<ColumnFamilyDescriptor>,
-) -> Result<(DB, Option<tempfile::TempDir>)> {
+) -> Result<(DB, bool)> {
     Ok(match access {
         Access::ReadWrite | Access::ReadWriteBrief => {
             db_opts.create_if_missing(true);
@@ -51,7 +51,7 @@ pub(super) fn open_db(
                 db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
             }
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
-            (db, None)
+            (db, false)
         }
         Access::ReadOnly if waited_for_brief_writer(path) == Writer::None => {
             // No writer: a plain read-only instance. It fails on a damaged table it opens
@@ -70,7 +70,7 @@ pub(super) fn open_db(
             db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
             let db =
                 DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false).map_err(storage)?;
-            (db, None)
+            (db, false)
         }
         Access::ReadOnly => {
             // Beside a writer that stays: a secondary instance, not a read-only one: RocksDB
@@ -78,15 +78,17 @@ pub(super) fn open_db(
             // WAL, and tolerates files the primary deletes meanwhile). The writer itself
             // opened every table strictly. RocksDB asks for unlimited open files so that
             // it never reopens a file the primary has deleted.
-            let dir = tempfile::Builder::new()
-                .prefix("ordo-reader-")
-                .tempdir()
-                .map_err(|e| Error::io(std::env::temp_dir(), e))?;
             db_opts.set_max_open_files(-1);
-            let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, dir.path(), cfs)
+            // RocksDB writes a secondary instance's info log into a directory of its own
+            // and nothing else there; with the info log sent to tracing it writes nothing,
+            // so no directory is made for it. A temporary one each was left behind when a
+            // reader was killed (20 per run of tests/relay.rs, by its kill -9).
+            db_opts.set_info_logger(info_log_to_tracing());
+            let unused = std::env::temp_dir().join(format!("ordo-reader-{}", std::process::id()));
+            let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, &unused, cfs)
                 .map_err(storage)?;
             db.try_catch_up_with_primary().map_err(storage)?;
-            (db, Some(dir))
+            (db, true)
         }
     })
 }
@@ -159,6 +161,45 @@ mod tests {
         let reader = Store::open(&dir, Access::ReadOnly).expect("a reader");
         assert!(started.elapsed() < BRIEF_WRITER_WAIT_MAX, "no wait");
         assert!(reader.catch_up().expect("reads"), "a secondary instance");
+        let own_dir = std::env::temp_dir().join(format!("ordo-reader-{}", std::process::id()));
+        assert!(
+            !own_dir.exists(),
+            "a secondary instance writes nothing in the temporary directory"
+        );
         drop(staying);
+    }
+
+    /// The info logs in the ledger directory, by name, with their contents.
+    fn info_logs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut logs: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("lists the ledger")
+            .map(|entry| {
+                entry
+                    .expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.starts_with("LOG"))
+            .map(|name| {
+                let contents = std::fs::read(dir.join(&name)).expect("reads a log");
+                (name, contents)
+            })
+            .collect();
+        logs.sort();
+        logs
+    }
+
+    #[test]
+    fn brief_writers_leave_the_info_log_of_the_writer_that_stays_as_it_was() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ledger");
+        drop(Store::open(&dir, Access::ReadWrite).expect("creates the ledger"));
+        let logs = info_logs(&dir);
+        assert_eq!(logs.len(), 1, "the writer that stays wrote LOG");
+        for _ in 0..3 {
+            drop(Store::open(&dir, Access::ReadWriteBrief).expect("a brief writer"));
+        }
+        assert_eq!(info_logs(&dir), logs, "no new LOG, none renamed aside");
     }
 }

@@ -140,3 +140,26 @@ pub(super) fn options(
     opts.set_block_based_table_factory(&table);
     Ok(opts)
 }
+
+/// RocksDB's info log for a brief writer (`ordo append`) and a reader beside a writer (a
+/// secondary instance), instead of a `LOG` file: RocksDB's errors and fatal errors as
+/// warnings, its warnings as information (`ORDO_LOG=info` shows them), the rest dropped.
+///
+/// Most of what RocksDB logs at an open is every column family's options, about 160 KB of
+/// text for this ledger, formatted line by line: 5 to 8% of an `ordo append`'s CPU (perf,
+/// issue 25). A brief writer also started a new `LOG` at each open and renamed the last one
+/// aside, so that ten appends pushed the log of the writer that stays (`ordo serve`, with
+/// its compactions and errors) out of the `INFO_LOGS_KEPT` kept. A secondary instance wrote its `LOG` into a directory of its own, left behind in
+/// the temporary directory when the reader was killed. At `Warn`, RocksDB formats nothing
+/// below a warning but the options it dumps as headers, which this drops.
+pub(super) fn info_log_to_tracing() -> rocksdb::InfoLogger {
+    use rocksdb::LogLevel;
+    rocksdb::InfoLogger::new_callback_logger(LogLevel::Warn, |level, message| {
+        let message = message.trim_end();
+        match level {
+            LogLevel::Error | LogLevel::Fatal => tracing::warn!(target: "rocksdb", "{message}"),
+            LogLevel::Warn => tracing::info!(target: "rocksdb", "{message}"),
+            LogLevel::Debug | LogLevel::Info | LogLevel::Header => {}
+        }
+    })
+}

@@ -94,9 +94,19 @@ pub fn stream_contents(url: &str, stream: &str) -> (u64, Vec<Message>) {
     })
 }
 
+/// The temporary directory (`TMPDIR`) of the relays `relay` starts for the ledger in `dir`.
+pub fn relay_temp_dir(dir: &Path) -> PathBuf {
+    dir.parent()
+        .expect("the ledger is in a directory")
+        .join("relay-tmp")
+}
+
 pub fn relay(dir: &Path, url: &str, extra: &[&str]) -> Child {
+    let temp_dir = relay_temp_dir(dir);
+    std::fs::create_dir_all(&temp_dir).expect("the relay's temporary directory");
     Command::new(env!("CARGO_BIN_EXE_ordo"))
         .env_remove("ORDO_SERVER")
+        .env("TMPDIR", temp_dir)
         .arg("--data-dir")
         .arg(dir)
         .args(["relay", "--nats", url])
