@@ -58,6 +58,18 @@ const INSERT_HINT_OPTION: &str = "memtable_insert_with_hint_prefix_extractor=roc
 /// ones are dropped by the compactions that meet their deletion.
 const SNAPSHOT_REWRITE_DELAY_OPTION: &str = "bottommost_file_compaction_delay=2592000";
 
+/// RocksDB's default options, made once per process and copied for each use. Each
+/// `Options::default()` makes a default table factory, which makes its own 32 MiB block
+/// cache (a hyper clock cache, mapped and touched as it is made, unmapped when replaced):
+/// ten per open, one for the database and one per column family, about a fifth of the
+/// caches an `ordo append` made and threw away (RocksDB's check of the options file it
+/// writes makes the others). A copy shares the one default factory until its own replaces
+/// it.
+fn defaults() -> Options {
+    static DEFAULTS: std::sync::OnceLock<Options> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(Options::default).clone()
+}
+
 /// Options of the column family `name` (`None`: the database's own options), opened for
 /// `access`.
 pub(super) fn options(
@@ -78,10 +90,10 @@ pub(super) fn options(
     let mut opts = match option_string {
         // First, on RocksDB's defaults: the option string makes a new `Options`, which
         // would not keep what the binding holds for the options set below.
-        Some(option_string) => Options::default()
+        Some(option_string) => defaults()
             .get_options_from_string(option_string)
             .map_err(storage)?,
-        None => Options::default(),
+        None => defaults(),
     };
     // Every append looks up its event id (almost never stored yet) and its order's state
     // (absent for a new order) while the memtable holds the most recent writes: without a
