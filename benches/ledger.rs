@@ -743,6 +743,7 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         let local = {
             let ledger = Ledger::open(&dir.join(format!("inproc-{clients}")), Access::ReadWrite)?;
             let cpu = cpu_seconds("self")?;
+            let machine = MachineCpu::start()?;
             let started = Instant::now();
             let latencies = load(clients, deadline(), |thread, n| {
                 ledger.append(bench_event(clients, thread, n)?)?;
@@ -753,6 +754,7 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
                 Latencies::new(latencies),
                 elapsed,
                 cpu_seconds("self")? - cpu,
+                machine.cores_busy()?,
             )
         };
         let server = ServeProcess::start(&dir.join(format!("http-{clients}")))?;
@@ -760,6 +762,7 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         let url = server.url.clone();
         let agents = http_agents(clients);
         let (server_cpu, clients_cpu) = (cpu_seconds(&server_pid)?, cpu_seconds("self")?);
+        let machine = MachineCpu::start()?;
         let started = Instant::now();
         let latencies = load(clients, deadline(), |thread, n| {
             let body = if n.is_multiple_of(10) {
@@ -781,11 +784,12 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
             Ok(())
         })?;
         let elapsed = started.elapsed();
+        let machine_busy = machine.cores_busy()?;
         let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
         let clients_cpu = cpu_seconds("self")? - clients_cpu;
         server.stop()?;
         let http = Latencies::new(latencies);
-        let (local, local_elapsed, local_cpu) = local;
+        let (local, local_elapsed, local_cpu, local_machine_busy) = local;
         let per_event_us = |cpu: f64, events: usize| round2(cpu * 1e6 / events.max(1) as f64);
         let server_us = per_event_us(server_cpu, http.len());
         let local_us = per_event_us(local_cpu, local.len());
@@ -801,11 +805,15 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
                 "max_us": http.micros(1.0),
                 "server_cpu_us_per_event": server_us,
                 "clients_cpu_us_per_event": per_event_us(clients_cpu, http.len()),
+                // Whether the two cores were the limit: server, clients, the kernel's own
+                // work (loopback TCP, the journal) and everything else on the machine.
+                "machine_cores_busy": round2(machine_busy),
                 "baseline": {
                     "what": "in-process Ledger::append by as many threads, fresh ledger",
                     "events": local.len(),
                     "p50_us": local.micros(0.50), "p99_us": local.micros(0.99),
                     "cpu_us_per_event": local_us,
+                    "machine_cores_busy": round2(local_machine_busy),
                 },
             }),
         });

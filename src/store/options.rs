@@ -1,5 +1,7 @@
 //! RocksDB's options for each column family: compression, bloom filters, the block cache
-//! and memtable budgets. Every value has its reason next to it.
+//! and memtable budgets; and where RocksDB's info log goes for a brief writer and a reader
+//! beside a writer.
+//! Every value has its reason next to it.
 
 use rocksdb::{DBCompressionType, Options};
 
@@ -161,9 +163,10 @@ pub(super) fn options(
 /// text for this ledger, formatted line by line: 5 to 8% of an `ordo append`'s CPU (perf,
 /// issue 25). A brief writer also started a new `LOG` at each open and renamed the last one
 /// aside, so that ten appends pushed the log of the writer that stays (`ordo serve`, with
-/// its compactions and errors) out of the `INFO_LOGS_KEPT` kept. A secondary instance wrote its `LOG` into a directory of its own, left behind in
-/// the temporary directory when the reader was killed. At `Warn`, RocksDB formats nothing
-/// below a warning but the options it dumps as headers, which this drops.
+/// its compactions and errors) out of the `INFO_LOGS_KEPT` kept. A secondary instance
+/// wrote its `LOG` into a directory of its own, left behind in the temporary directory
+/// when the reader was killed. At `Warn`, RocksDB formats nothing below a warning but the
+/// options it dumps as headers, which this drops.
 pub(super) fn info_log_to_tracing() -> rocksdb::InfoLogger {
     use rocksdb::LogLevel;
     rocksdb::InfoLogger::new_callback_logger(LogLevel::Warn, |level, message| {
