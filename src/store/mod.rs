@@ -239,12 +239,6 @@ impl Store {
                 .get_options_from_string("avoid_flush_during_recovery=true")
                 .map_err(storage)?;
         }
-        if access == Access::ReadWriteBrief {
-            // Set last: the options `get_options_from_string` returns share the logger
-            // but not the Rust callback it calls, which was freed with the old options
-            // (rust-rocksdb 0.25), and RocksDB then called freed memory.
-            db_opts.set_info_logger(options::info_log_to_tracing());
-        }
         let cfs = COLUMN_FAMILIES
             .iter()
             .map(|name| {

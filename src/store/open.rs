@@ -31,6 +31,11 @@ const BRIEF_WRITER_POLL: Duration = Duration::from_millis(1);
 
 /// Opens the RocksDB database in `path` for `access`: the writer as the primary; a reader
 /// read-only, or as a secondary instance beside a running writer (true then).
+///
+/// The info logger is set here, on the options as they are finally opened with:
+/// `get_options_from_string` (which `Store::open_with_recovery` may call before) returns
+/// options that share the logger but not the Rust callback it calls, freed with the old
+/// options (rust-rocksdb 0.25), and RocksDB then called freed memory.
 pub(super) fn open_db(
     path: &Path,
     access: Access,
@@ -49,6 +54,7 @@ pub(super) fn open_db(
             // append`): no reader opens beside it, readers wait for it to close (below).
             if access == Access::ReadWriteBrief {
                 db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
+                db_opts.set_info_logger(info_log_to_tracing());
             }
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
             (db, false)
@@ -84,13 +90,18 @@ pub(super) fn open_db(
             // so no directory is made for it. A temporary one each was left behind when a
             // reader was killed (20 per run of tests/relay.rs, by its kill -9).
             db_opts.set_info_logger(info_log_to_tracing());
-            let unused = std::env::temp_dir().join(format!("ordo-reader-{}", std::process::id()));
-            let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, &unused, cfs)
+            let db = DB::open_cf_descriptors_as_secondary(&db_opts, path, &secondary_path(), cfs)
                 .map_err(storage)?;
             db.try_catch_up_with_primary().map_err(storage)?;
             (db, true)
         }
     })
+}
+
+/// The directory RocksDB asks a secondary instance for, for its info log; never made,
+/// since that log goes to tracing.
+fn secondary_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ordo-reader-{}", std::process::id()))
 }
 
 /// Who holds the ledger's lock, once a brief writer holding it has closed (or
@@ -161,9 +172,8 @@ mod tests {
         let reader = Store::open(&dir, Access::ReadOnly).expect("a reader");
         assert!(started.elapsed() < BRIEF_WRITER_WAIT_MAX, "no wait");
         assert!(reader.catch_up().expect("reads"), "a secondary instance");
-        let own_dir = std::env::temp_dir().join(format!("ordo-reader-{}", std::process::id()));
         assert!(
-            !own_dir.exists(),
+            !secondary_path().exists(),
             "a secondary instance writes nothing in the temporary directory"
         );
         drop(staying);
