@@ -53,6 +53,8 @@ use ordo::store::Access;
 
 #[path = "ledger/group_commit.rs"]
 mod group_commit;
+#[path = "ledger/http_client.rs"]
+mod http_client;
 #[path = "ledger/proofs.rs"]
 mod proofs;
 #[path = "ledger/relay.rs"]
@@ -760,29 +762,26 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         let server = ServeProcess::start(&dir.join(format!("http-{clients}")))?;
         let server_pid = server.child.id().to_string();
         let url = server.url.clone();
-        let agents = http_agents(clients);
         let (server_cpu, clients_cpu) = (cpu_seconds(&server_pid)?, cpu_seconds("self")?);
         let machine = MachineCpu::start()?;
         let started = Instant::now();
-        let latencies = load(clients, deadline(), |thread, n| {
-            let body = if n.is_multiple_of(10) {
-                json!({"order_id": bench_order(clients, thread, n / 10)?.as_str(),
-                       "type": "order_placed", "data": placed_data()})
-            } else {
-                json!({"order_id": bench_order(clients, thread, n / 10)?.as_str(),
-                       "type": "note_added", "data": {"text": "benchmark note"}})
-            };
-            let mut response = agents[thread]
-                .post(&format!("{url}/v1/events"))
-                .content_type("application/json")
-                .send(body.to_string())?;
-            let status = response.status().as_u16();
-            let answer = response.body_mut().read_to_string()?;
-            if status != 201 {
-                bail!("HTTP {status}: {answer}");
-            }
-            Ok(())
-        })?;
+        let placed = placed_data().to_string();
+        let latencies = http_client::post_load(
+            &url,
+            "/v1/events",
+            clients,
+            deadline(),
+            move |thread, n| {
+                let order = bench_order(clients, thread, n / 10)?;
+                Ok(if n.is_multiple_of(10) {
+                    format!(r#"{{"order_id":"{order}","type":"order_placed","data":{placed}}}"#)
+                } else {
+                    format!(
+                        r#"{{"order_id":"{order}","type":"note_added","data":{{"text":"benchmark note"}}}}"#
+                    )
+                })
+            },
+        )?;
         let elapsed = started.elapsed();
         let machine_busy = machine.cores_busy()?;
         let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
@@ -912,18 +911,6 @@ fn machine_busy_ticks() -> Result<u64> {
 /// CPU time per unit of work in microseconds: `cores` busy for `seconds` over `units`.
 fn cpu_us_per(cores: f64, seconds: f64, units: u64) -> f64 {
     round2(cores * seconds * 1e6 / units.max(1) as f64)
-}
-
-/// One keep-alive HTTP client per load thread (HTTP errors are answers, not failures).
-fn http_agents(clients: usize) -> Vec<ureq::Agent> {
-    (0..clients)
-        .map(|_| {
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .into()
-        })
-        .collect()
 }
 
 /// `ordo serve` (the release binary) as a child process on a free loopback port: the

@@ -227,7 +227,7 @@ pub(super) fn lag_under_load(
     let serving = runtime.spawn(server.run(async move {
         let _ = server_stopped.await;
     }));
-    let agents = super::http_agents(clients);
+    let placed = super::placed_data().to_string();
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let (samples, appended) = std::thread::scope(|scope| -> Result<(Vec<Sample>, usize)> {
@@ -247,22 +247,17 @@ pub(super) fn lag_under_load(
             }
             samples
         });
-        let latencies = super::load(clients, deadline, |thread, n| {
-            let body = json!({"order_id": format!("LAG-{thread}-{n}"), "type": "order_placed",
-                              "data": super::placed_data()});
-            let mut response = agents[thread]
-                .post(&format!("{url}/v1/events"))
-                .content_type("application/json")
-                .send(body.to_string())?;
-            if response.status().as_u16() != 201 {
-                bail!(
-                    "HTTP {}: {}",
-                    response.status(),
-                    response.body_mut().read_to_string()?
-                );
-            }
-            Ok(())
-        })?;
+        let latencies = super::http_client::post_load(
+            &url,
+            "/v1/events",
+            clients,
+            deadline,
+            move |thread, n| {
+                Ok(format!(
+                    r#"{{"order_id":"LAG-{thread}-{n}","type":"order_placed","data":{placed}}}"#
+                ))
+            },
+        )?;
         let samples = sampler
             .join()
             .map_err(|_| anyhow::anyhow!("sampler panicked"))?;
