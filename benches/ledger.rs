@@ -53,8 +53,8 @@ use ordo::store::Access;
 
 #[path = "ledger/group_commit.rs"]
 mod group_commit;
-#[path = "ledger/http_client.rs"]
-mod http_client;
+#[path = "ledger/http_load.rs"]
+mod http_load;
 #[path = "ledger/proofs.rs"]
 mod proofs;
 #[path = "ledger/relay.rs"]
@@ -765,28 +765,29 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
         let (server_cpu, clients_cpu) = (cpu_seconds(&server_pid)?, cpu_seconds("self")?);
         let machine = MachineCpu::start()?;
         let started = Instant::now();
-        let placed = placed_data().to_string();
-        let latencies = http_client::post_load(
-            &url,
-            "/v1/events",
-            clients,
-            deadline(),
-            move |thread, n| {
-                let order = bench_order(clients, thread, n / 10)?;
-                Ok(if n.is_multiple_of(10) {
-                    format!(r#"{{"order_id":"{order}","type":"order_placed","data":{placed}}}"#)
-                } else {
-                    format!(
-                        r#"{{"order_id":"{order}","type":"note_added","data":{{"text":"benchmark note"}}}}"#
-                    )
-                })
-            },
-        )?;
+        let latencies =
+            http_load::post_load(&url, "/v1/events", clients, deadline(), http_body(clients))?;
         let elapsed = started.elapsed();
         let machine_busy = machine.cores_busy()?;
         let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
         let clients_cpu = cpu_seconds("self")? - clients_cpu;
         server.stop()?;
+        // The same clients against a server that does nothing but answer: what loopback
+        // TCP and an HTTP exchange cost this machine per request, without a ledger.
+        let floor = {
+            let server = http_load::FloorServer::start()?;
+            let machine = MachineCpu::start()?;
+            let started = Instant::now();
+            let latencies = http_load::post_load(
+                &server.url,
+                "/v1/events",
+                clients,
+                deadline(),
+                http_body(clients),
+            )?;
+            let elapsed = started.elapsed();
+            (Latencies::new(latencies), elapsed, machine.cores_busy()?)
+        };
         let http = Latencies::new(latencies);
         let (local, local_elapsed, local_cpu, local_machine_busy) = local;
         let per_event_us = |cpu: f64, events: usize| round2(cpu * 1e6 / events.max(1) as f64);
@@ -830,8 +831,57 @@ fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
                 "ratio_server_efficiency": round2(local_us / server_us.max(1e-9)),
             }),
         });
+        // What the machine can do at most: each HTTP append costs at least what the floor
+        // spends on a request plus what an in-process append costs, both in the whole
+        // machine's CPU; with every core busy, that bounds the events/s.
+        let (floor, floor_elapsed, floor_busy) = floor;
+        let floor_us = cpu_us_per(floor_busy, floor_elapsed.as_secs_f64(), floor.len() as u64);
+        let local_machine_us = cpu_us_per(
+            local_machine_busy,
+            local_elapsed.as_secs_f64(),
+            local.len() as u64,
+        );
+        let cores = report.machine["cores"].as_f64().unwrap_or(1.0);
+        let local_rate = rate(local.len() as u64, local_elapsed);
+        let ceiling = (cores * 1e6 / (floor_us + local_machine_us).max(1e-9))
+            .min(rate(floor.len() as u64, floor_elapsed));
+        report.rows.push(Row {
+            phase: leak(format!(
+                "  loopback HTTP floor, {clients} clients (answers 201, no ledger)"
+            )),
+            metric: "requests/s",
+            ordo: rate(floor.len() as u64, floor_elapsed),
+            baseline: None,
+            target: None,
+            detail: json!({
+                "what": "the same clients against a server (tokio, one worker per core) that reads each request and answers a fixed 201 of the size of ordo's, nothing else",
+                "p50_us": floor.micros(0.50), "p99_us": floor.micros(0.99),
+                "machine_cores_busy": round2(floor_busy),
+                "machine_cpu_us_per_request": floor_us,
+                "in_process_machine_cpu_us_per_event": local_machine_us,
+                "http_ceiling_events_per_s": round2(ceiling),
+                "http_ceiling_ratio": round2(ceiling / local_rate.max(1e-9)),
+                "http_ceiling": "min(the floor's requests/s, cores / (the floor's machine CPU per request + an in-process append's)) / in-process events/s",
+            }),
+        });
     }
     Ok(())
+}
+
+/// The body client `thread` of `clients` posts as its `n`th append: ten events per order,
+/// placed then nine notes, as `bench_event`.
+fn http_body(clients: usize) -> impl Fn(usize, u64) -> Result<String> + 'static {
+    let placed = placed_data().to_string();
+    move |thread, n| {
+        let order = bench_order(clients, thread, n / 10)?;
+        Ok(if n.is_multiple_of(10) {
+            format!(r#"{{"order_id":"{order}","type":"order_placed","data":{placed}}}"#)
+        } else {
+            format!(
+                r#"{{"order_id":"{order}","type":"note_added","data":{{"text":"benchmark note"}}}}"#
+            )
+        })
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far: `pid` or "self", from

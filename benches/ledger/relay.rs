@@ -247,7 +247,7 @@ pub(super) fn lag_under_load(
             }
             samples
         });
-        let latencies = super::http_client::post_load(
+        let latencies = super::http_load::post_load(
             &url,
             "/v1/events",
             clients,

@@ -1,6 +1,9 @@
 //! The HTTP load generator (issue 25, item 2): `clients` keep-alive HTTP/1.1 connections,
 //! each posting one JSON body at a time and waiting for its answer (closed loop), all
-//! driven by one thread's event loop, as wrk drives its connections.
+//! driven by one thread's event loop, as wrk drives its connections. And the floor under
+//! any HTTP server on this machine: `FloorServer` answers each request with a fixed 201 of
+//! the size of ordo's and does nothing else, so that what loopback TCP and the kernel cost
+//! per request is measured, not assumed.
 //!
 //! The clients share the machine's two cores with the server they measure, and what they
 //! spend is counted against it. A blocking client per thread (ureq) spent as much CPU per
@@ -10,11 +13,12 @@
 //! lean load generator leaves the server's figures its own.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::LocalSet;
 
 /// The largest answer read: an append's answer is a few hundred bytes.
@@ -87,6 +91,75 @@ pub fn post_load(
     })
 }
 
+/// The body of `FloorServer`'s answer: an appended event's answer from `ordo serve`.
+const FLOOR_ANSWER_BODY: &str = concat!(
+    r#"{"position":400001,"order_id":"BENCH-128-0-0","version":1,"#,
+    r#""event_id":"019ae4c4-8f2b-7cc3-9d3e-2f1a4b5c6d7e","#,
+    r#""recorded_at":"2026-12-03T12:00:00.000000Z","duplicate":false}"#,
+);
+
+/// An HTTP server that answers every request with a fixed 201 and does no work, on a
+/// runtime of one worker per core, as `ordo serve`'s.
+pub struct FloorServer {
+    pub url: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FloorServer {
+    pub fn start() -> Result<FloorServer> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        // The head as hyper writes ordo's (114 bytes with this body).
+        let answer: Arc<[u8]> = format!(
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\ndate: Thu, 03 Dec 2026 12:00:00 GMT\r\n\r\n{FLOOR_ANSWER_BODY}",
+            FLOOR_ANSWER_BODY.len()
+        )
+        .into_bytes()
+        .into();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(answer_all(stream, answer.clone()));
+            }
+        });
+        Ok(FloorServer {
+            url,
+            _runtime: runtime,
+        })
+    }
+}
+
+/// Reads each request on `stream` whole and answers it with `answer`, until the client
+/// closes it.
+async fn answer_all(mut stream: TcpStream, answer: Arc<[u8]>) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let mut request = Vec::with_capacity(4096);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let (head_bytes, _, body_bytes) = loop {
+            if let Some(head) = parse_head(&request)? {
+                break head;
+            }
+            let read = stream.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            request.extend_from_slice(&buffer[..read]);
+        };
+        while request.len() < head_bytes + body_bytes {
+            let read = stream.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            request.extend_from_slice(&buffer[..read]);
+        }
+        request.drain(..head_bytes + body_bytes);
+        stream.write_all(&answer).await?;
+    }
+}
+
 /// One keep-alive connection.
 struct Connection {
     stream: TcpStream,
@@ -147,19 +220,24 @@ impl Connection {
     }
 }
 
-/// The head's length, the status and the body's length (`content-length`), once the head
-/// has arrived whole.
-fn parse_head(answer: &[u8]) -> Result<Option<(usize, u16, usize)>> {
-    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+/// The head's length, the status (0 in a request) and the body's length
+/// (`content-length`), once the head has arrived whole.
+fn parse_head(message: &[u8]) -> Result<Option<(usize, u16, usize)>> {
+    let Some(end) = message.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
-    let head = std::str::from_utf8(&answer[..end])?;
+    let head = std::str::from_utf8(&message[..end])?;
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))?;
+    let first = lines.next().unwrap_or_default();
+    let status = if first.starts_with("HTTP/") {
+        first
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("no status in {head:?}"))?
+    } else {
+        0
+    };
     let length = lines
         .filter_map(|line| line.split_once(':'))
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
