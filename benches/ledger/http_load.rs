@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::LocalSet;
 
-/// The largest answer read: an append's answer is a few hundred bytes.
-const ANSWER_BYTES_MAX: usize = 64 * 1024;
+/// The longest message read (a request or an answer): both are a few hundred bytes.
+const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 
 /// Longest a request may wait for its answer before the benchmark fails.
 const ANSWER_WAIT_MAX: Duration = Duration::from_secs(30);
@@ -136,28 +136,11 @@ impl FloorServer {
 async fn answer_all(mut stream: TcpStream, answer: Arc<[u8]>) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut request = Vec::with_capacity(4096);
-    let mut buffer = [0u8; 4096];
-    loop {
-        let (head_bytes, _, body_bytes) = loop {
-            if let Some(head) = parse_head(&request)? {
-                break head;
-            }
-            let read = stream.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            request.extend_from_slice(&buffer[..read]);
-        };
-        while request.len() < head_bytes + body_bytes {
-            let read = stream.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            request.extend_from_slice(&buffer[..read]);
-        }
+    while let Some((head_bytes, _, body_bytes)) = read_message(&mut stream, &mut request).await? {
         request.drain(..head_bytes + body_bytes);
         stream.write_all(&answer).await?;
     }
+    Ok(())
 }
 
 /// One keep-alive connection.
@@ -190,33 +173,39 @@ impl Connection {
         )?;
         self.stream.write_all(&self.request).await?;
         self.answer.clear();
-        let (head_bytes, status, body_bytes) = loop {
-            if let Some(head) = parse_head(&self.answer)? {
-                break head;
-            }
-            self.read_more().await?;
-        };
-        while self.answer.len() < head_bytes + body_bytes {
-            self.read_more().await?;
-        }
+        let (head_bytes, status, body_bytes) = read_message(&mut self.stream, &mut self.answer)
+            .await?
+            .context("the server closed the connection")?;
         if self.answer.len() > head_bytes + body_bytes {
             bail!("the server answered more than one response to one request");
         }
         let body = std::str::from_utf8(&self.answer[head_bytes..])?;
         Ok((status, body))
     }
+}
 
-    async fn read_more(&mut self) -> Result<()> {
-        let mut buffer = [0u8; 4096];
-        let read = self.stream.read(&mut buffer).await?;
+/// Reads from `stream` into `buffer` until it holds a whole HTTP message (its head and a
+/// `content-length` body): the head's length, the status (0 in a request) and the body's
+/// length; `None` when the peer closed the connection first.
+async fn read_message(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> Result<Option<(usize, u16, usize)>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some((head_bytes, status, body_bytes)) = parse_head(buffer)?
+            && buffer.len() >= head_bytes + body_bytes
+        {
+            return Ok(Some((head_bytes, status, body_bytes)));
+        }
+        if buffer.len() > MESSAGE_BYTES_MAX {
+            bail!("an HTTP message longer than {MESSAGE_BYTES_MAX} bytes");
+        }
+        let read = stream.read(&mut chunk).await?;
         if read == 0 {
-            bail!("the server closed the connection");
+            return Ok(None);
         }
-        self.answer.extend_from_slice(&buffer[..read]);
-        if self.answer.len() > ANSWER_BYTES_MAX {
-            bail!("an answer longer than {ANSWER_BYTES_MAX} bytes");
-        }
-        Ok(())
+        buffer.extend_from_slice(&chunk[..read]);
     }
 }
 
