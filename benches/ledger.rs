@@ -51,8 +51,12 @@ use ordo::generate::{GenerateOptions, generate};
 use ordo::ledger::{Filter, ImportOptions, Ledger, NewEvent, NoProgress, Progress, import};
 use ordo::store::Access;
 
+#[path = "ledger/cli.rs"]
+mod cli;
 #[path = "ledger/group_commit.rs"]
 mod group_commit;
+#[path = "ledger/http.rs"]
+mod http;
 #[path = "ledger/http_load.rs"]
 mod http_load;
 #[path = "ledger/proofs.rs"]
@@ -142,9 +146,9 @@ fn main() -> Result<()> {
     // This binary, started again by `cli`, as the floor under a CLI command.
     let argv: Vec<String> = std::env::args().collect();
     if let [_, flag, access, ledger_dir] = argv.as_slice()
-        && flag == RAW_OPEN_PROCESS
+        && flag == cli::RAW_OPEN_PROCESS
     {
-        return raw_cli_open(Path::new(ledger_dir), access == "write");
+        return cli::raw_cli_open(Path::new(ledger_dir), access == "write");
     }
     // `cargo bench` passes --bench; `cargo test` runs the binary without it (possibly
     // with test-harness arguments, which are not ours): then run the tiny version.
@@ -178,7 +182,7 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     machine(dir, report)?;
     if args.http_only {
         phase("HTTP appends vs in-process appends");
-        return http_appends(dir, args, report);
+        return http::http_appends(dir, args, report);
     }
     let workload = dir.join("workload.ndjson");
     phase("generating the workload");
@@ -209,9 +213,9 @@ fn run(args: &Args, dir: &Path, report: &mut Report) -> Result<()> {
     appends(&ledger, &raw_dir, args, report)?;
     drop(ledger);
     phase("CLI processes");
-    cli(&ledger_dir, args, report)?;
+    cli::cli(&ledger_dir, args, report)?;
     phase("HTTP appends vs in-process appends");
-    http_appends(dir, args, report)?;
+    http::http_appends(dir, args, report)?;
     let clients = args.http_clients.iter().copied().max().unwrap_or(1).min(64);
     phase("relay and replica lag under HTTP appends");
     relay::lag_under_load(dir, clients, args.seconds, report)?;
@@ -743,154 +747,6 @@ fn load(
     })
 }
 
-/// `ordo serve` (a child process) under concurrent HTTP clients appending single events
-/// (each client its own keep-alive connection), against in-process appends by as many
-/// threads, each on a fresh ledger, for `--seconds` each.
-fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
-    for &clients in &args.http_clients {
-        let deadline = || Instant::now() + Duration::from_secs_f64(args.seconds);
-        let local = {
-            let ledger = Ledger::open(&dir.join(format!("inproc-{clients}")), Access::ReadWrite)?;
-            let cpu = cpu_seconds("self")?;
-            let machine = MachineCpu::start()?;
-            let started = Instant::now();
-            let latencies = load(clients, deadline(), |thread, n| {
-                ledger.append(bench_event(clients, thread, n)?)?;
-                Ok(())
-            })?;
-            let elapsed = started.elapsed();
-            (
-                Latencies::new(latencies),
-                elapsed,
-                cpu_seconds("self")? - cpu,
-                machine.cores_busy()?,
-            )
-        };
-        let server = ServeProcess::start(&dir.join(format!("http-{clients}")))?;
-        let server_pid = server.child.id().to_string();
-        let url = server.url.clone();
-        let (server_cpu, clients_cpu) = (cpu_seconds(&server_pid)?, cpu_seconds("self")?);
-        let machine = MachineCpu::start()?;
-        let started = Instant::now();
-        let latencies =
-            http_load::post_load(&url, "/v1/events", clients, deadline(), http_body(clients))?;
-        let elapsed = started.elapsed();
-        let machine_busy = machine.cores_busy()?;
-        let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
-        let clients_cpu = cpu_seconds("self")? - clients_cpu;
-        server.stop()?;
-        // The same clients against a server that does nothing but answer: what loopback
-        // TCP and an HTTP exchange cost this machine per request, without a ledger.
-        let floor = {
-            let server = http_load::FloorServer::start()?;
-            let machine = MachineCpu::start()?;
-            let started = Instant::now();
-            let latencies = http_load::post_load(
-                &server.url,
-                "/v1/events",
-                clients,
-                deadline(),
-                http_body(clients),
-            )?;
-            let elapsed = started.elapsed();
-            (Latencies::new(latencies), elapsed, machine.cores_busy()?)
-        };
-        let http = Latencies::new(latencies);
-        let (local, local_elapsed, local_cpu, local_machine_busy) = local;
-        let per_event_us = |cpu: f64, events: usize| round2(cpu * 1e6 / events.max(1) as f64);
-        let server_us = per_event_us(server_cpu, http.len());
-        let local_us = per_event_us(local_cpu, local.len());
-        report.rows.push(Row {
-            phase: leak(format!("HTTP appends, {clients} clients (durable)")),
-            metric: "events/s",
-            ordo: rate(http.len() as u64, elapsed),
-            baseline: Some(rate(local.len() as u64, local_elapsed)),
-            target: None,
-            detail: json!({
-                "events": http.len(),
-                "p50_us": http.micros(0.50), "p99_us": http.micros(0.99),
-                "max_us": http.micros(1.0),
-                "server_cpu_us_per_event": server_us,
-                "clients_cpu_us_per_event": per_event_us(clients_cpu, http.len()),
-                // Whether the two cores were the limit: server, clients, the kernel's own
-                // work (loopback TCP, the journal) and everything else on the machine.
-                "machine_cores_busy": round2(machine_busy),
-                "baseline": {
-                    "what": "in-process Ledger::append by as many threads, fresh ledger",
-                    "events": local.len(),
-                    "p50_us": local.micros(0.50), "p99_us": local.micros(0.99),
-                    "cpu_us_per_event": local_us,
-                    "machine_cores_busy": round2(local_machine_busy),
-                },
-            }),
-        });
-        // The clients share the machine's cores with the server: the events/s above
-        // count their CPU against the server. The CPU each process spent per event
-        // separates them.
-        report.rows.push(Row {
-            phase: leak(format!("  HTTP server CPU per event, {clients} clients")),
-            metric: "µs",
-            ordo: server_us,
-            baseline: Some(local_us),
-            target: None,
-            detail: json!({
-                "what": "CPU time (user + system, /proc) of the ordo serve process per event appended, against the in-process appender's (all its threads) per event; ratio = in-process / server",
-                "ratio_server_efficiency": round2(local_us / server_us.max(1e-9)),
-            }),
-        });
-        // What the machine can do at most: each HTTP append costs at least what the floor
-        // spends on a request plus what an in-process append costs, both in the whole
-        // machine's CPU; with every core busy, that bounds the events/s.
-        let (floor, floor_elapsed, floor_busy) = floor;
-        let floor_us = cpu_us_per(floor_busy, floor_elapsed.as_secs_f64(), floor.len() as u64);
-        let local_machine_us = cpu_us_per(
-            local_machine_busy,
-            local_elapsed.as_secs_f64(),
-            local.len() as u64,
-        );
-        let cores = report.machine["cores"].as_f64().unwrap_or(1.0);
-        let local_rate = rate(local.len() as u64, local_elapsed);
-        let ceiling = (cores * 1e6 / (floor_us + local_machine_us).max(1e-9))
-            .min(rate(floor.len() as u64, floor_elapsed));
-        report.rows.push(Row {
-            phase: leak(format!(
-                "  loopback HTTP floor, {clients} clients (answers 201, no ledger)"
-            )),
-            metric: "requests/s",
-            ordo: rate(floor.len() as u64, floor_elapsed),
-            baseline: None,
-            target: None,
-            detail: json!({
-                "what": "the same clients against a server (tokio, one worker per core) that reads each request and answers a fixed 201 of the size of ordo's, nothing else",
-                "p50_us": floor.micros(0.50), "p99_us": floor.micros(0.99),
-                "machine_cores_busy": round2(floor_busy),
-                "machine_cpu_us_per_request": floor_us,
-                "in_process_machine_cpu_us_per_event": local_machine_us,
-                "http_ceiling_events_per_s": round2(ceiling),
-                "http_ceiling_ratio": round2(ceiling / local_rate.max(1e-9)),
-                "http_ceiling": "min(the floor's requests/s, cores / (the floor's machine CPU per request + an in-process append's)) / in-process events/s",
-            }),
-        });
-    }
-    Ok(())
-}
-
-/// The body client `thread` of `clients` posts as its `n`th append: ten events per order,
-/// placed then nine notes, as `bench_event`.
-fn http_body(clients: usize) -> impl Fn(usize, u64) -> Result<String> + 'static {
-    let placed = placed_data().to_string();
-    move |thread, n| {
-        let order = bench_order(clients, thread, n / 10)?;
-        Ok(if n.is_multiple_of(10) {
-            format!(r#"{{"order_id":"{order}","type":"order_placed","data":{placed}}}"#)
-        } else {
-            format!(
-                r#"{{"order_id":"{order}","type":"note_added","data":{{"text":"benchmark note"}}}}"#
-            )
-        })
-    }
-}
-
 /// CPU seconds (user + system) a process has used so far: `pid` or "self", from
 /// `/proc/PID/stat` (fields 14 and 15, in clock ticks).
 fn cpu_seconds(pid: &str) -> Result<f64> {
@@ -968,72 +824,6 @@ fn machine_busy_ticks() -> Result<u64> {
 /// CPU time per unit of work in microseconds: `cores` busy for `seconds` over `units`.
 fn cpu_us_per(cores: f64, seconds: f64, units: u64) -> f64 {
     round2(cores * seconds * 1e6 / units.max(1) as f64)
-}
-
-/// `ordo serve` (the release binary) as a child process on a free loopback port: the
-/// clients' threads then run in another process than the server, as they would in use,
-/// and the server's figures are its own (both still share the machine's cores).
-struct ServeProcess {
-    child: std::process::Child,
-    url: String,
-}
-
-impl ServeProcess {
-    fn start(ledger_dir: &Path) -> Result<ServeProcess> {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
-            .env_remove("ORDO_SERVER")
-            .env_remove("ORDO_TOKEN_FILE")
-            .arg("--data-dir")
-            .arg(ledger_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().context("the server's stderr")?;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let first = lines.next().context("ordo serve printed nothing")??;
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .with_context(|| format!("no URL in {first:?}"))?
-            .to_owned();
-        // Drained so that the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Ok(ServeProcess { child, url })
-    }
-
-    /// SIGTERM, and a clean exit within 60 s.
-    fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        if !Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?
-            .success()
-        {
-            bail!("kill -TERM {pid} failed");
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("ordo serve exited with {status}");
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("ordo serve did not stop within 60 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        // Only reached with the server still running when a phase failed.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Bytes of keys and values in raw RocksDB's write per event (`appends`): a 256-byte record
@@ -1245,175 +1035,6 @@ fn batched_appends(ledger: &Ledger, writers: usize, seconds: f64) -> Result<(f64
         rate(events, elapsed),
         cpu_us_per(busy, elapsed.as_secs_f64(), events),
     ))
-}
-
-fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
-    let ordo = env!("CARGO_BIN_EXE_ordo");
-    let time = |command_args: &[String]| -> Result<Latencies> {
-        let mut latencies = Vec::new();
-        for _ in 0..args.cli_runs {
-            let started = Instant::now();
-            let output = Command::new(ordo)
-                .arg("--data-dir")
-                .arg(ledger_dir)
-                .args(command_args)
-                .output()?;
-            latencies.push(started.elapsed());
-            if !output.status.success() {
-                bail!(
-                    "ordo {command_args:?} failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        Ok(Latencies::new(latencies))
-    };
-    let to_strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let version = time(&to_strings(&["--version"]))?;
-    let state = time(&to_strings(&["state", "ORD-00000001"]))?;
-    let append = time(&to_strings(&[
-        "append",
-        "--order",
-        "ORD-00000001",
-        "--type",
-        "note_added",
-        "--data",
-        r#"{"text":"from the CLI benchmark"}"#,
-    ]))?;
-    // The floors under a process that writes to this ledger and one that reads an order
-    // from it (`raw_cli_open`): in this process, after its first open (RocksDB's own work
-    // only), and as a fresh process of this binary, which, like `ordo`, links RocksDB and
-    // so pays its static initializers, the loader, the first open's page faults and the
-    // exit: 1 to 1.5 ms more than a second open in the same process on this VM.
-    let in_process = |write: bool| -> Result<Latencies> {
-        let mut latencies = Vec::new();
-        for _ in 0..args.cli_runs {
-            let started = Instant::now();
-            raw_cli_open(ledger_dir, write)?;
-            latencies.push(started.elapsed());
-        }
-        Ok(Latencies::new(latencies))
-    };
-    let as_process = |access: &str| -> Result<Latencies> {
-        let this = std::env::current_exe()?;
-        let mut latencies = Vec::new();
-        for _ in 0..args.cli_runs {
-            let started = Instant::now();
-            let output = Command::new(&this)
-                .args([RAW_OPEN_PROCESS, access])
-                .arg(ledger_dir)
-                .output()?;
-            latencies.push(started.elapsed());
-            if !output.status.success() {
-                bail!(
-                    "the raw {access} open failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        Ok(Latencies::new(latencies))
-    };
-    let raw_read = in_process(false)?;
-    let raw_open = in_process(true)?;
-    let raw_read_process = as_process("read")?;
-    let raw_open_process = as_process("write")?;
-    let names = DB::list_cf(&Options::default(), ledger_dir)?;
-    let fsync_ms = report.machine["fsync_p50_us"].as_f64().unwrap_or(0.0) / 1000.0;
-    for (phase, latency) in [
-        ("CLI: ordo state ORDER (whole process)", &state),
-        ("CLI: ordo append (whole process, durable)", &append),
-    ] {
-        report.rows.push(Row {
-            phase,
-            metric: "p50 ms",
-            ordo: latency.millis(0.5),
-            baseline: None,
-            target: None,
-            detail: json!({
-                "runs": latency.len(),
-                "p50_ms": latency.millis(0.5),
-                "p99_ms": latency.millis(0.99),
-                "process_start_p50_ms (ordo --version)": version.millis(0.5),
-            }),
-        });
-    }
-    let floor_ms = version.millis(0.5) + raw_open.millis(0.5) + fsync_ms;
-    let read_floor_ms = version.millis(0.5) + raw_read.millis(0.5);
-    let process_floor_ms = raw_open_process.millis(0.5) + fsync_ms;
-    report.rows.push(Row {
-        phase: "  raw RocksDB: open + close of the same ledger for writing (in-process)",
-        metric: "p50 ms",
-        ordo: raw_open.millis(0.5),
-        baseline: None,
-        target: None,
-        detail: json!({
-            "runs": raw_open.len(),
-            "p99_ms": raw_open.millis(0.99),
-            "column_families": names.len(),
-            "append_floor_ms": round2(floor_ms),
-            "append_floor": "process start p50 + this p50 + one fsync p50: a process that opens RocksDB, syncs one write and closes",
-            "as_a_process_p50_ms": raw_open_process.millis(0.5),
-            "append_floor_as_a_process_ms": round2(process_floor_ms),
-            "append_floor_as_a_process": "a fresh process of the benchmark's binary that opens and closes the ledger so (p50) + one fsync p50",
-            "options": "RocksDB's defaults, LZ4, max_file_opening_threads 1, skip_stats_update_on_db_open, max_open_files 20, info log to a callback that drops it and no automatic compactions (as ordo's brief writer)",
-        }),
-    });
-    report.rows.push(Row {
-        phase: "  raw RocksDB: read-only open + one order's state + close (in-process)",
-        metric: "p50 ms",
-        ordo: raw_read.millis(0.5),
-        baseline: None,
-        target: None,
-        detail: json!({
-            "runs": raw_read.len(),
-            "p99_ms": raw_read.millis(0.99),
-            "state_floor_ms": round2(read_floor_ms),
-            "state_floor": "process start p50 + this p50: a process that opens RocksDB read-only, reads one key and closes",
-            "state_floor_as_a_process_ms": raw_read_process.millis(0.5),
-            "state_floor_as_a_process": "a fresh process of the benchmark's binary that opens the ledger read-only, reads one order's state and closes (p50)",
-            "options": "as the open for writing above",
-        }),
-    });
-    Ok(())
-}
-
-/// The argument that makes this binary open a ledger as `raw_cli_open` does and exit.
-const RAW_OPEN_PROCESS: &str = "--raw-cli-open";
-
-/// RocksDB's own open of a ledger, the floor under a CLI command: for writing (every
-/// column family) and closed, or read-only with one point read of an order's state. With
-/// RocksDB's default options but for the compression built in and the three that make an
-/// open cheaper without changing what it checks: tables opened on one thread (not 16 per
-/// column family), no size statistics read from them, and tables opened as reads reach
-/// them (as ordo's readers and `ordo append` open them); and, as ordo's brief writers and
-/// readers, no info log file (RocksDB formats and writes its options into `LOG` at every
-/// open otherwise, and renames the last one aside) and no automatic compactions (with
-/// level 0 at its trigger, an open starts one and the close waits for it: a raw open and
-/// close took 21 ms on a copy of a benchmark ledger, 13.7 once `ordo append` had
-/// compacted level 0 as it closed).
-fn raw_cli_open(ledger_dir: &Path, write: bool) -> Result<()> {
-    let mut options = raw_options();
-    options.set_max_file_opening_threads(1);
-    options.set_skip_stats_update_on_db_open(true);
-    options.set_max_open_files(20);
-    options.set_disable_auto_compactions(true);
-    options.set_info_logger(rocksdb::InfoLogger::new_callback_logger(
-        rocksdb::LogLevel::Warn,
-        |_, _| {},
-    ));
-    let names = DB::list_cf(&options, ledger_dir)?;
-    if write {
-        drop(DB::open_cf(&options, ledger_dir, &names)?);
-        return Ok(());
-    }
-    let order = OrderId::new("ORD-00000001").map_err(anyhow::Error::msg)?;
-    let db = DB::open_cf_for_read_only(&options, ledger_dir, &names, false)?;
-    let cf = db
-        .cf_handle(ordo::store::CF_ORDER_STATE)
-        .context("the order-state column family")?;
-    let state = db.get_pinned_cf(cf, order_state_key(&order))?;
-    std::hint::black_box(state.map(|bytes| bytes.len()));
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
