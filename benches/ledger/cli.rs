@@ -17,29 +17,16 @@ use super::{Args, Latencies, Report, Row, raw_options, round2};
 
 pub(super) fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result<()> {
     let ordo = env!("CARGO_BIN_EXE_ordo");
-    let time = |command_args: &[String]| -> Result<Latencies> {
-        let mut latencies = Vec::new();
-        for _ in 0..args.cli_runs {
-            let started = Instant::now();
-            let output = Command::new(ordo)
-                .arg("--data-dir")
-                .arg(ledger_dir)
-                .args(command_args)
-                .output()?;
-            latencies.push(started.elapsed());
-            if !output.status.success() {
-                bail!(
-                    "ordo {command_args:?} failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        Ok(Latencies::new(latencies))
+    let time = |command_args: &[&str]| {
+        time_processes(args.cli_runs, &format!("ordo {command_args:?}"), || {
+            let mut command = Command::new(ordo);
+            command.arg("--data-dir").arg(ledger_dir).args(command_args);
+            command
+        })
     };
-    let to_strings = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let version = time(&to_strings(&["--version"]))?;
-    let state = time(&to_strings(&["state", "ORD-00000001"]))?;
-    let append = time(&to_strings(&[
+    let version = time(&["--version"])?;
+    let state = time(&["state", "ORD-00000001"])?;
+    let append = time(&[
         "append",
         "--order",
         "ORD-00000001",
@@ -47,7 +34,7 @@ pub(super) fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result
         "note_added",
         "--data",
         r#"{"text":"from the CLI benchmark"}"#,
-    ]))?;
+    ])?;
     // The floors under a process that writes to this ledger and one that reads an order
     // from it (`raw_cli_open`): in this process, after its first open (RocksDB's own work
     // only), and as a fresh process of this binary, which, like `ordo`, links RocksDB and
@@ -62,24 +49,13 @@ pub(super) fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result
         }
         Ok(Latencies::new(latencies))
     };
-    let as_process = |access: &str| -> Result<Latencies> {
-        let this = std::env::current_exe()?;
-        let mut latencies = Vec::new();
-        for _ in 0..args.cli_runs {
-            let started = Instant::now();
-            let output = Command::new(&this)
-                .args([RAW_OPEN_PROCESS, access])
-                .arg(ledger_dir)
-                .output()?;
-            latencies.push(started.elapsed());
-            if !output.status.success() {
-                bail!(
-                    "the raw {access} open failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-        }
-        Ok(Latencies::new(latencies))
+    let this = std::env::current_exe()?;
+    let as_process = |access: &str| {
+        time_processes(args.cli_runs, &format!("the raw {access} open"), || {
+            let mut command = Command::new(&this);
+            command.args([RAW_OPEN_PROCESS, access]).arg(ledger_dir);
+            command
+        })
     };
     let raw_read = in_process(false)?;
     let raw_open = in_process(true)?;
@@ -143,6 +119,20 @@ pub(super) fn cli(ledger_dir: &Path, args: &Args, report: &mut Report) -> Result
         }),
     });
     Ok(())
+}
+
+/// `runs` runs of the process `command` makes, each timed whole; fails on a failed run.
+fn time_processes(runs: usize, what: &str, command: impl Fn() -> Command) -> Result<Latencies> {
+    let mut latencies = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = command().output()?;
+        latencies.push(started.elapsed());
+        if !output.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+    }
+    Ok(Latencies::new(latencies))
 }
 
 /// The argument that makes this binary open a ledger as `raw_cli_open` does and exit.
