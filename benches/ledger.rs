@@ -705,8 +705,19 @@ fn bench_event(writers: usize, thread: usize, n: u64) -> Result<NewEvent> {
     }
 }
 
-/// Latency samples each load thread has room for before it starts (more grow the vector).
+/// Latency samples each load thread or connection has room for before it starts (more
+/// grow the vector).
 const LATENCIES_PER_WRITER: usize = 16_384;
+
+/// An empty vector for one load thread's or connection's latencies, allocated and touched
+/// before the first append: growing it inside the loop faulted in fresh (huge) pages, 8% of
+/// the CPU time of 64 writers. (A non-zero value: a zeroed allocation would not touch the
+/// pages.)
+fn latency_buffer() -> Vec<Duration> {
+    let mut latencies = vec![Duration::from_nanos(1); LATENCIES_PER_WRITER];
+    latencies.clear();
+    latencies
+}
 
 /// Runs `writers` threads calling `append(thread, n)` until `deadline`; the latency of each
 /// call.
@@ -720,11 +731,7 @@ fn load(
         let handles: Vec<_> = (0..writers)
             .map(|thread| {
                 scope.spawn(move || -> Result<Vec<Duration>> {
-                    // Allocated and touched before the first append: growing it inside the
-                    // loop faulted in fresh (huge) pages, 8% of the CPU time of 64 writers.
-                    // (A non-zero value: a zeroed allocation would not touch the pages.)
-                    let mut latencies = vec![Duration::from_nanos(1); LATENCIES_PER_WRITER];
-                    latencies.clear();
+                    let mut latencies = latency_buffer();
                     let mut n = 0u64;
                     while Instant::now() < deadline {
                         let at = Instant::now();

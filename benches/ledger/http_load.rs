@@ -27,9 +27,6 @@ const MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// Longest a request may wait for its answer before the benchmark fails.
 const ANSWER_WAIT_MAX: Duration = Duration::from_secs(30);
 
-/// Latency samples each connection has room for before it starts.
-const LATENCIES_PER_CLIENT: usize = 16_384;
-
 /// Runs `clients` connections to `url` (`http://HOST:PORT`), each POSTing `body(client,
 /// n)` as JSON to `path` until `deadline`, one request at a time; fails on any answer but
 /// 201 Created. The latency of each request.
@@ -62,9 +59,7 @@ pub fn post_load(
             .map(|(client, mut connection)| {
                 let body = body.clone();
                 tokio::task::spawn_local(async move {
-                    // Allocated and touched before the first request (see `load`).
-                    let mut latencies = vec![Duration::from_nanos(1); LATENCIES_PER_CLIENT];
-                    latencies.clear();
+                    let mut latencies = super::latency_buffer();
                     let mut n = 0u64;
                     while Instant::now() < deadline {
                         let body = body(client, n)?;
