@@ -55,6 +55,12 @@ pub(super) fn open_db(
             if access == Access::ReadWriteBrief {
                 db_opts.set_max_open_files(LAZY_OPEN_FILES_MAX);
                 db_opts.set_info_logger(info_log_to_tracing());
+                // RocksDB dumps its statistics as soon as a writer opens, then every ten
+                // minutes: on a thread of its own but under the database's mutex, the
+                // block cache walked and every column family's tables formatted, for an
+                // info log that drops them (below a warning). A brief writer is gone long
+                // before a second dump.
+                db_opts.set_stats_dump_period_sec(0);
             }
             let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(storage)?;
             (db, false)
