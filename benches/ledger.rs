@@ -150,6 +150,13 @@ fn main() -> Result<()> {
     {
         return cli::raw_cli_open(Path::new(ledger_dir), access == "write");
     }
+    // This binary, started again by `machine` on one core, prints its thread round trip.
+    if let [_, flag] = argv.as_slice()
+        && flag == ONE_CORE_ROUND_TRIPS
+    {
+        println!("{}", thread_round_trips(ROUND_TRIPS).micros(0.50));
+        return Ok(());
+    }
     // `cargo bench` passes --bench; `cargo test` runs the binary without it (possibly
     // with test-harness arguments, which are not ours): then run the tiny version.
     let args = if std::env::args().any(|a| a == "--bench") {
@@ -259,7 +266,8 @@ fn machine(dir: &Path, report: &mut Report) -> Result<()> {
     // And when the write lands inside the file: without a journal (this VM's ext4), an
     // fdatasync after an append also writes the inode, for the file's new size.
     let overwrite = fsync_probe(&dir.join("fsync-probe"), true)?;
-    let round_trip = thread_round_trips(10_000);
+    let round_trip = thread_round_trips(ROUND_TRIPS);
+    let one_core = one_core_round_trip_us();
     report.machine = json!({
         "cores": cores,
         "memory_gib": round2(memory_kib as f64 / 1024.0 / 1024.0),
@@ -269,6 +277,7 @@ fn machine(dir: &Path, report: &mut Report) -> Result<()> {
         "fsync_overwrite_p50_us": overwrite.micros(0.50),
         "thread_round_trip_p50_us": round_trip.micros(0.50),
         "thread_round_trip_p99_us": round_trip.micros(0.99),
+        "thread_round_trip_one_core_p50_us": one_core,
         "date": ordo_now(),
     });
     Ok(())
@@ -293,6 +302,30 @@ fn fsync_probe(path: &Path, overwrite: bool) -> Result<Latencies> {
     }
     fs::remove_file(path)?;
     Ok(Latencies::new(latencies))
+}
+
+/// Turns taken by `thread_round_trips` for the machine's figures.
+const ROUND_TRIPS: usize = 10_000;
+
+/// The flag that makes this binary print its thread round trip's p50 and exit.
+const ONE_CORE_ROUND_TRIPS: &str = "--one-core-round-trips";
+
+/// The thread round trip's p50 with both threads on one core (this binary again, under
+/// `taskset -c 0`): against the figure across cores, what a wake-up of another core costs
+/// here (a virtual machine's idle vCPU halts and is woken through the host). `None` when
+/// `taskset` cannot run it.
+fn one_core_round_trip_us() -> Option<f64> {
+    let this = std::env::current_exe().ok()?;
+    let output = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(this)
+        .arg(ONE_CORE_ROUND_TRIPS)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
 }
 
 /// What handing work to another thread and back costs here: two threads take turns on a
