@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::format::merkle::Frontier;
 use crate::store::{Head, Store, Written, tree_writes};
 
-use super::stage::Sealed;
+use super::sealed::Sealed;
 use super::stager::{Accepted, Failed, Returned, refusals};
 use super::syncer::ToSync;
 

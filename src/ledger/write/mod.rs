@@ -1,7 +1,8 @@
 //! The write path, in the order a request travels: `queue` (the `Sequencer` handle and its
 //! bounded queue) -> `stager` (the single writer thread: groups requests and stages them
-//! with `stage`, the rules and sequencing over an overlay of the store) -> `committer` (one
-//! `WriteBatch` per group, not yet synced, on the stager's thread or its own) -> `syncer`
+//! with `stage`, the rules and sequencing over an overlay of the store, and seals each
+//! group: `sealed`) -> `committer` (one `WriteBatch` per group, not yet synced, on the
+//! stager's thread or its own) -> `syncer`
 //! (one fsync for every group written meanwhile, then the view, the durable head, the
 //! answers) -> `snapshots` (automatic snapshots in the background). A stage's other use is
 //! `import`'s dry run, which checks a whole file before anything is written.
@@ -27,6 +28,7 @@
 mod committer;
 mod dry_run;
 mod queue;
+mod sealed;
 mod sequence;
 mod snapshots;
 pub(super) mod stage;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::dry_run::{DryRun, Generation};
+use super::sealed::Sealed;
 use super::sequence::sequence;
 use crate::domain::{
     Event, EventData, EventId, Hash, OrderId, OrderState, Position, Timestamp, Version, apply,
@@ -27,9 +28,8 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::format::codec;
-use crate::projection::tables;
 use crate::projection::{Before, Delta, Effects, effects_since};
-use crate::store::{Commit, Head, Scratch, Store};
+use crate::store::{Head, Scratch, Store};
 
 /// Staged states plus ids a dry run keeps in memory before it moves them to its scratch
 /// table (about 100 MB at the sizes of generated orders): three generations of a third
@@ -82,54 +82,6 @@ pub struct Checkpoint {
 pub(super) struct StagedId {
     result: AppendResult,
     digest: ContentDigest,
-}
-
-/// A group of staged events sealed for its commit (`Stage::seal`): the stage keeps reading
-/// the group's order states and ids from the same shared generation until the commit is
-/// durable (`Stage::release_durable`), so the next groups can be staged meanwhile.
-pub struct Sealed {
-    events: Vec<Event>,
-    /// The Merkle leaf hash of each event.
-    leaves: Vec<Hash>,
-    generation: Arc<Generation>,
-    delta: Delta,
-    head: Head,
-}
-
-impl Sealed {
-    /// The write that stores the group: its events, their orders' states, and the
-    /// projection rows its delta changes (read from `store` now: the committer calls this
-    /// right before it writes, after the previous group's rows are written).
-    pub fn commit(&self, store: &Store) -> Result<Commit<'_>> {
-        // The rows as the previous commit wrote them, durable or not.
-        let rows = tables::delta_writes(&self.delta, |cf, key| store.get_written(cf, key))?;
-        Ok(Commit {
-            events: &self.events,
-            states: self.generation.states.values().collect(),
-            head: self.head,
-            rows,
-        })
-    }
-
-    /// The Merkle leaf hashes of the group's events, in position order.
-    pub fn leaves(&self) -> &[Hash] {
-        &self.leaves
-    }
-
-    /// The head after the group.
-    pub fn head(&self) -> Head {
-        self.head
-    }
-
-    /// Events in the group.
-    pub fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    /// True when every request of the group was refused.
-    pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
-    }
 }
 
 /// An overlay of staged events over the store: what is staged but not yet written reads as
@@ -277,13 +229,7 @@ impl<'s> Stage<'s> {
         self.kept("seal")
             .unsynced
             .push_back((head.position, generation.clone()));
-        Sealed {
-            events,
-            leaves,
-            generation,
-            delta,
-            head: self.head,
-        }
+        Sealed::new(events, leaves, generation, delta, self.head)
     }
 
     /// After the commit of the newest sealed group failed: forgets it and everything

@@ -14,7 +14,8 @@ use crate::store::{Head, Store};
 
 use super::committer::Committer;
 use super::queue::{COMMIT_EVENTS_MAX, Chain, Counters, Request, Work, stopped};
-use super::stage::{AppendResult, Sealed, Stage};
+use super::sealed::Sealed;
+use super::stage::{AppendResult, Stage};
 use super::syncer::ToSync;
 use crate::domain::Position;
 use crate::ledger::clock_now;
