@@ -13,11 +13,11 @@
 //! 2. rebuild of all projections vs a raw scan of the same records (three of each, in
 //!    turns; medians);
 //! 3. time travel: one order's state as of a random time; whole-ledger replays to random
-//!    times with and without snapshots (`ledger/time_travel.rs`); then the Merkle tree: hashing every leaf, building
-//!    the tree of the imported ledger, inclusion and consistency proofs and checkpoints at
-//!    the head (`ledger/proofs.rs`); the relay's catch-up of a fresh JetStream stream with
-//!    the whole ledger, against the import's rate (`ledger/relay.rs`, when
-//!    `ORDO_NATS_SERVER` names a nats-server);
+//!    times with and without snapshots (`ledger/time_travel.rs`); then the Merkle tree:
+//!    hashing every leaf, building the tree of the imported ledger, inclusion and
+//!    consistency proofs and checkpoints at the head (`ledger/proofs.rs`); the relay's
+//!    catch-up of a fresh JetStream stream with the whole ledger, against the import's
+//!    rate (`ledger/relay.rs`, when `ORDO_NATS_SERVER` names a nats-server);
 //! 4. concurrent appends by 1, 8, 64 threads, each waiting for its acknowledgement, vs the
 //!    raw single-writer fsync rate (the physical limit is writers x that rate); beside them
 //!    RocksDB's own group commit, and the same threads appending to a plain file through one
