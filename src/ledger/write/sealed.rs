@@ -6,8 +6,7 @@ use std::sync::Arc;
 use super::dry_run::Generation;
 use crate::domain::{Event, Hash};
 use crate::error::Result;
-use crate::projection::Delta;
-use crate::projection::tables;
+use crate::projection::{Delta, tables};
 use crate::store::{Commit, Head, Store};
 
 /// A group of staged events sealed for its commit (`Stage::seal`): the stage keeps reading
