@@ -24,6 +24,7 @@ mod chunks;
 mod close;
 mod dir;
 mod log;
+mod manifest;
 mod merkle;
 mod meta;
 mod open;
@@ -202,6 +203,11 @@ impl Store {
             },
             Recovery::DropAfterDamage => None,
         };
+        if access.writes() {
+            // An edit torn by a power cut would make RocksDB refuse the whole ledger
+            // (`manifest` says why cutting it off loses nothing that was relied on).
+            manifest::cut_torn_tail(path).map_err(|e| Error::io(path, e))?;
+        }
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let mut db_opts = options(&cache, None, access)?;
         // All column families' memtables together; bounds the writer's memory.

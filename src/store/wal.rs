@@ -293,28 +293,30 @@ fn checksum_matches(block: &[u8], at: usize, end: usize) -> bool {
     crc32c::crc32c(&block[at + 6..end]) == expected
 }
 
+/// A log of physical records as RocksDB writes them (full records, padding at block ends),
+/// for tests of this format (the write-ahead logs, the MANIFEST).
+#[cfg(test)]
+pub(super) fn log_of(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for payload in payloads {
+        let left = BLOCK_BYTES - out.len() % BLOCK_BYTES;
+        if left < HEADER_BYTES + payload.len() {
+            out.resize(out.len() + left, 0);
+        }
+        let mut body = vec![1u8];
+        body.extend_from_slice(payload);
+        let crc = crc32c::crc32c(&body);
+        let masked = crc.rotate_right(15).wrapping_add(MASK_DELTA);
+        out.extend_from_slice(&masked.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A log of physical records as RocksDB writes them (full records, padding at block ends).
-    fn log_of(payloads: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for payload in payloads {
-            let left = BLOCK_BYTES - out.len() % BLOCK_BYTES;
-            if left < HEADER_BYTES + payload.len() {
-                out.resize(out.len() + left, 0);
-            }
-            let mut body = vec![1u8];
-            body.extend_from_slice(payload);
-            let crc = crc32c::crc32c(&body);
-            let masked = crc.rotate_right(15).wrapping_add(MASK_DELTA);
-            out.extend_from_slice(&masked.to_le_bytes());
-            out.extend_from_slice(&(payload.len() as u16).to_le_bytes());
-            out.extend_from_slice(&body);
-        }
-        out
-    }
 
     fn payloads(n: usize) -> Vec<Vec<u8>> {
         (0..n).map(|i| vec![i as u8; 100 + i % 50]).collect()
