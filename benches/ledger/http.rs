@@ -1,6 +1,6 @@
 //! The HTTP phase (issue 25, item 2): `ordo serve` as a child process under the load
 //! generator's clients (`http_load`), against in-process appends by as many threads and
-//! against the loopback floor.
+//! against the loopback floors (answering at once, and once durable in a plain file).
 
 use std::path::Path;
 use std::process::Command;
@@ -57,7 +57,7 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         // The same clients against a server that does nothing but answer: what loopback
         // TCP and an HTTP exchange cost this machine per request, without a ledger.
         let floor = {
-            let server = http_load::FloorServer::start()?;
+            let server = http_load::FloorServer::start(None)?;
             let machine = MachineCpu::start()?;
             let started = Instant::now();
             let latencies = http_load::post_load(
@@ -68,7 +68,33 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
                 http_body(clients),
             )?;
             let elapsed = started.elapsed();
+            server.stop()?;
             (Latencies::new(latencies), elapsed, machine.cores_busy()?)
+        };
+        // And against a server that answers each request only once its body is durable in
+        // a plain file (one syncing thread, group commit): what any durable HTTP server
+        // can reach on this machine and device, with nothing of a ledger.
+        let durable = {
+            let log = dir.join(format!("http-floor-{clients}.log"));
+            let server = http_load::FloorServer::start(Some(&log))?;
+            let machine = MachineCpu::start()?;
+            let started = Instant::now();
+            let latencies = http_load::post_load(
+                &server.url,
+                "/v1/events",
+                clients,
+                deadline(),
+                http_body(clients),
+            )?;
+            let elapsed = started.elapsed();
+            let syncs = server.stop()?;
+            std::fs::remove_file(&log)?;
+            (
+                Latencies::new(latencies),
+                elapsed,
+                machine.cores_busy()?,
+                syncs,
+            )
         };
         let http = Latencies::new(latencies);
         let (local, local_elapsed, local_cpu, local_machine_busy) = local;
@@ -144,6 +170,33 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
                 "http_ceiling_events_per_s": round2(ceiling),
                 "http_ceiling_ratio": round2(ceiling / local_rate.max(1e-9)),
                 "http_ceiling": "min(the floor's requests/s, cores / (the floor's machine CPU per request + an in-process append's)) / in-process events/s",
+            }),
+        });
+        let (durable, durable_elapsed, durable_busy, durable_syncs) = durable;
+        let durable_rate = rate(durable.len() as u64, durable_elapsed);
+        report.rows.push(Row {
+            phase: leak(format!(
+                "  durable HTTP floor, {clients} clients (201 once fdatasynced, no ledger)"
+            )),
+            metric: "requests/s",
+            ordo: durable_rate,
+            baseline: Some(local_rate),
+            target: None,
+            detail: json!({
+                "what": "the same clients against the loopback floor's server that appends each request's body to a plain file and answers it once an fdatasync covers it (one syncing thread takes every body waiting: group commit), nothing else; baseline = in-process Ledger::append by as many threads",
+                "p50_us": durable.micros(0.50), "p99_us": durable.micros(0.99),
+                "syncs": durable_syncs,
+                "requests_per_sync": round2(durable.len() as f64 / durable_syncs.max(1) as f64),
+                "machine_cores_busy": round2(durable_busy),
+                "machine_cpu_us_per_request": cpu_us_per(
+                    durable_busy,
+                    durable_elapsed.as_secs_f64(),
+                    durable.len() as u64,
+                ),
+                "ratio_to_in_process": round2(durable_rate / local_rate.max(1e-9)),
+                "ordo_http_of_durable_floor": round2(
+                    rate(http.len() as u64, elapsed) / durable_rate.max(1e-9)
+                ),
             }),
         });
     }

@@ -3,7 +3,9 @@
 //! driven by one thread's event loop, as wrk drives its connections. And the floor under
 //! any HTTP server on this machine: `FloorServer` answers each request with a fixed 201 of
 //! the size of ordo's and does nothing else, so that what loopback TCP and the kernel cost
-//! per request is measured, not assumed.
+//! per request is measured, not assumed. With a file, it is the floor under any durable
+//! HTTP server: each request's body is appended to the file by one syncing thread, and
+//! answered once an fdatasync covers it (group commit, as ordo's syncer), nothing else.
 //!
 //! The clients share the machine's two cores with the server they measure, and what they
 //! spend is counted against it. A blocking client per thread (ureq) spent as much CPU per
@@ -94,14 +96,20 @@ const FLOOR_ANSWER_BODY: &str = concat!(
 );
 
 /// An HTTP server that answers every request with a fixed 201 and does no work, on a
-/// runtime of one worker per core, as `ordo serve`'s.
+/// runtime of one worker per core, as `ordo serve`'s; with a `log`, only once the request's
+/// body is durable in that file.
 pub struct FloorServer {
     pub url: String,
-    _runtime: tokio::runtime::Runtime,
+    /// The syncing thread of a durable floor: its fdatasync calls.
+    syncer: Option<std::thread::JoinHandle<Result<u64>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// A request's body for the syncing thread, and where to say that it is durable.
+type ToSync = (Vec<u8>, tokio::sync::oneshot::Sender<()>);
+
 impl FloorServer {
-    pub fn start() -> Result<FloorServer> {
+    pub fn start(log: Option<&std::path::Path>) -> Result<FloorServer> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -114,24 +122,91 @@ impl FloorServer {
         )
         .into_bytes()
         .into();
+        let (to_sync, syncer) = match log {
+            Some(path) => {
+                let file = std::fs::File::create(path)?;
+                let (to_sync, inbox) = std::sync::mpsc::channel::<ToSync>();
+                let syncer = std::thread::Builder::new()
+                    .name("floor-syncer".to_owned())
+                    .spawn(move || sync_all(&file, &inbox))?;
+                (Some(to_sync), Some(syncer))
+            }
+            None => (None, None),
+        };
         runtime.spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer_all(stream, answer.clone()));
+                tokio::spawn(answer_all(stream, answer.clone(), to_sync.clone()));
             }
         });
         Ok(FloorServer {
             url,
-            _runtime: runtime,
+            syncer,
+            runtime: Some(runtime),
         })
+    }
+
+    /// Stops the server: the fdatasync calls its syncing thread made (0 without a log).
+    pub fn stop(mut self) -> Result<u64> {
+        // Dropping the runtime drops every connection's sender; the syncer then returns.
+        drop(self.runtime.take());
+        match self.syncer.take() {
+            Some(syncer) => syncer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the floor's syncer panicked"))?,
+            None => Ok(0),
+        }
     }
 }
 
-/// Reads each request on `stream` whole and answers it with `answer`, until the client
-/// closes it.
-async fn answer_all(mut stream: TcpStream, answer: Arc<[u8]>) -> Result<()> {
+/// The durable floor's syncing thread: takes every body waiting, appends them to `file`,
+/// fdatasyncs it once and only then says they are durable; returns its syncs once every
+/// sender is gone. A failed write ends it, and the connections waiting fail.
+fn sync_all(file: &std::fs::File, inbox: &std::sync::mpsc::Receiver<ToSync>) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let (mut syncs, mut offset) = (0u64, 0u64);
+    let mut bytes = Vec::new();
+    while let Ok(first) = inbox.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(inbox.try_iter().take(SYNC_REQUESTS_MAX));
+        bytes.clear();
+        for (body, _) in &waiting {
+            bytes.extend_from_slice(body);
+        }
+        file.write_all_at(&bytes, offset)?;
+        file.sync_data()?;
+        offset += bytes.len() as u64;
+        syncs += 1;
+        for (_, durable) in waiting {
+            let _ = durable.send(());
+        }
+    }
+    Ok(syncs)
+}
+
+/// Most requests one sync of the durable floor covers (ordo's syncer takes at most 64
+/// groups of up to 10,000 events).
+const SYNC_REQUESTS_MAX: usize = 4096;
+
+/// Reads each request on `stream` whole and answers it with `answer` (once its body is
+/// durable, with `to_sync`), until the client closes it.
+async fn answer_all(
+    mut stream: TcpStream,
+    answer: Arc<[u8]>,
+    to_sync: Option<std::sync::mpsc::Sender<ToSync>>,
+) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut request = Vec::with_capacity(4096);
     while let Some((head_bytes, _, body_bytes)) = read_message(&mut stream, &mut request).await? {
+        if let Some(to_sync) = &to_sync {
+            let body = request[head_bytes..head_bytes + body_bytes].to_vec();
+            let (durable, synced) = tokio::sync::oneshot::channel();
+            to_sync
+                .send((body, durable))
+                .map_err(|_| anyhow::anyhow!("the floor's syncer stopped"))?;
+            synced
+                .await
+                .map_err(|_| anyhow::anyhow!("the floor's sync failed"))?;
+        }
         request.drain(..head_bytes + body_bytes);
         stream.write_all(&answer).await?;
     }
