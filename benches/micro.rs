@@ -1,6 +1,7 @@
-//! Micro-benchmarks of the hot pieces of an append and a replay: the record codec, one
-//! step of the hash chain, the rules plus the fold of one event, the fold of a whole order
-//! stream, and key encoding. `cargo bench --bench micro`; `cargo test` runs each once.
+//! Micro-benchmarks of the hot pieces of an append and a replay: reading a request body,
+//! the record codec, one step of the hash chain, the rules plus the fold of one event, the
+//! fold of a whole order stream, and key encoding. `cargo bench --bench micro`; `cargo
+//! test` runs each once.
 //!
 //! The events are real: a small generated workload is imported into a temporary ledger and
 //! the longest order stream is read back.
@@ -58,6 +59,40 @@ fn benches(c: &mut Criterion) {
     let placed = &stream[0];
     let record = encode_event(placed);
 
+    // An HTTP request body as the macro benchmark's clients send it, read into the writer's
+    // form as `POST /v1/events` did (a strict `Value` first) and does (in one pass).
+    let body = concat!(
+        r#"{"order_id":"BENCH-128-0-0","type":"order_placed","data":{"customer_id":"CUST-BENCH","#,
+        r#""currency":"EUR","lines":[{"sku":"SKU-1","quantity":1,"unit_price":1250}]}}"#,
+    );
+    c.bench_function("input/request_body_via_value", |b| {
+        b.iter(|| {
+            let value = ordo::ledger::json::parse_value_bytes(black_box(body.as_bytes()));
+            ordo::ledger::parse_event_value(value.expect("valid JSON")).expect("a valid event")
+        })
+    });
+    c.bench_function("input/request_body_direct", |b| {
+        b.iter(|| ordo::ledger::parse_event_direct(black_box(body)).expect("a valid event"))
+    });
+    // The answer to that request, written as JSON through a `Value` (as it was) and
+    // straight from the result (as it is).
+    let answer = ordo::ledger::AppendResult {
+        position: ordo::domain::Position(400_001),
+        order_id: ordo::domain::OrderId::new("BENCH-128-0-0".to_owned()).expect("a valid id"),
+        version: ordo::domain::Version(1),
+        event_id: ordo::domain::EventId(uuid::Uuid::now_v7()),
+        recorded_at: ordo::domain::Timestamp::parse("2026-12-03T12:00:00Z").expect("a time"),
+        duplicate: false,
+    };
+    c.bench_function("http/answer_via_value", |b| {
+        b.iter(|| {
+            let value = serde_json::to_value(black_box(&answer)).expect("encodable");
+            serde_json::to_vec(&value).expect("encodable")
+        })
+    });
+    c.bench_function("http/answer_direct", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&answer)).expect("encodable"))
+    });
     c.bench_function("codec/encode_event", |b| {
         b.iter(|| encode_event(black_box(placed)))
     });

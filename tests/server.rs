@@ -165,6 +165,20 @@ fn every_error_has_its_status_and_kind_and_writes_nothing() {
             "invalid_input",
         ),
         (
+            "a key twice",
+            "/v1/events",
+            Some(r#"{"order_id":"ORD-2","order_id":"ORD-3","type":"note_added","data":{"text":"t"}}"#.to_owned()),
+            400,
+            "invalid_input",
+        ),
+        (
+            "a key twice in data",
+            "/v1/events",
+            Some(r#"{"order_id":"ORD-1","type":"note_added","data":{"text":"a","text":"b"}}"#.to_owned()),
+            400,
+            "invalid_input",
+        ),
+        (
             "empty batch",
             "/v1/events",
             Some("[]".to_owned()),

@@ -165,8 +165,8 @@ struct DirectInput<'a> {
 /// building a JSON `Value` first. `None` otherwise: `parse_event`'s general path then gives
 /// the same result or names the fault. A strict subset of what that path accepts, with
 /// equal results (the tests below compare both on generated lines, edge cases and random
-/// mutations).
-fn parse_event_direct(text: &str) -> Option<NewEvent> {
+/// mutations). The HTTP server tries it first on a request body for the same reason.
+pub fn parse_event_direct(text: &str) -> Option<NewEvent> {
     if !text.trim_start().starts_with('{') {
         return None;
     }

@@ -18,8 +18,8 @@ pub use crate::domain::Filter;
 pub use crate::progress::{NoProgress, Progress};
 pub use import::{BATCH_EVENTS_DEFAULT, BatchResult, ImportOptions, export, import};
 pub use input::{
-    LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_id,
-    parse_event_value,
+    LINE_BYTES_MAX, Lines, NewEvent, Preserved, parse_envelope, parse_event, parse_event_direct,
+    parse_event_id, parse_event_value,
 };
 pub use verify::VerifyReport;
 pub use whole_ledger::{RebuildReport, SnapshotInfo};
