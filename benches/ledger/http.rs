@@ -53,6 +53,7 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         let machine_busy = machine.cores_busy()?;
         let server_cpu = cpu_seconds(&server_pid)? - server_cpu;
         let clients_cpu = cpu_seconds("self")? - clients_cpu;
+        let writer = writer_counters(&url)?;
         server.stop()?;
         // The same clients against a server that does nothing but answer: what loopback
         // TCP and an HTTP exchange cost this machine per request, without a ledger.
@@ -116,6 +117,9 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
                 // Whether the two cores were the limit: server, clients, the kernel's own
                 // work (loopback TCP, the journal) and everything else on the machine.
                 "machine_cores_busy": round2(machine_busy),
+                // How well the server's writer combined the requests (the CPU per event
+                // falls as its groups grow).
+                "writer": writer,
                 "baseline": {
                     "what": "in-process Ledger::append by as many threads, fresh ledger",
                     "events": local.len(),
@@ -201,6 +205,27 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         });
     }
     Ok(())
+}
+
+/// The server's writer counters (`/metrics`): commits, syncs and events, and the events
+/// each commit and each sync carried.
+fn writer_counters(url: &str) -> Result<serde_json::Value> {
+    let metrics = http_load::get(url, "/metrics")?;
+    let counter = |name: &str| -> Result<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+            .with_context(|| format!("no {name} in /metrics"))
+    };
+    let commits = counter("ordo_commits_total")?;
+    let syncs = counter("ordo_wal_syncs_total")?;
+    let events = counter("ordo_committed_events_total")?;
+    Ok(json!({
+        "commits": commits, "syncs": syncs, "events": events,
+        "events_per_commit": round2(events / commits.max(1.0)),
+        "events_per_sync": round2(events / syncs.max(1.0)),
+    }))
 }
 
 /// The body client `thread` of `clients` posts as its `n`th append: ten events per order,

@@ -88,6 +88,42 @@ pub fn post_load(
     })
 }
 
+/// GETs `path` from `url` (`http://HOST:PORT`) on a connection of its own: the body of a
+/// 200 answer.
+pub fn get(url: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let host = url
+        .strip_prefix("http://")
+        .with_context(|| format!("not an http:// URL: {url}"))?
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(ANSWER_WAIT_MAX))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream
+        .take(GET_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut answer)?;
+    if answer.len() > GET_BYTES_MAX {
+        bail!("GET {path}: an answer longer than {GET_BYTES_MAX} bytes");
+    }
+    let (head_bytes, status, body_bytes) =
+        parse_head(&answer)?.with_context(|| format!("GET {path}: no whole answer"))?;
+    let body = answer
+        .get(head_bytes..head_bytes + body_bytes)
+        .with_context(|| format!("GET {path}: the answer's body was cut short"))?;
+    let body = String::from_utf8(body.to_vec())?;
+    if status != 200 {
+        bail!("GET {path}: HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// The longest answer `get` reads (`/metrics` is a few KB).
+const GET_BYTES_MAX: usize = 1 << 20;
+
 /// The body of `FloorServer`'s answer: an appended event's answer from `ordo serve`.
 const FLOOR_ANSWER_BODY: &str = concat!(
     r#"{"position":400001,"order_id":"BENCH-128-0-0","version":1,"#,
