@@ -78,7 +78,7 @@ fn benches(c: &mut Criterion) {
     // straight from the result (as it is).
     let answer = ordo::ledger::AppendResult {
         position: ordo::domain::Position(400_001),
-        order_id: ordo::domain::OrderId::new("BENCH-128-0-0".to_owned()).expect("a valid id"),
+        order_id: ordo::domain::OrderId::new("BENCH-128-0-0").expect("a valid id"),
         version: ordo::domain::Version(1),
         event_id: ordo::domain::EventId(uuid::Uuid::now_v7()),
         recorded_at: ordo::domain::Timestamp::parse("2026-12-03T12:00:00Z").expect("a time"),
