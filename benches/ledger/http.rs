@@ -157,6 +157,10 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         let local_rate = rate(local.len() as u64, local_elapsed);
         let ceiling = (cores * 1e6 / (floor_us + local_machine_us).max(1e-9))
             .min(rate(floor.len() as u64, floor_elapsed));
+        // The same bound with only as many cores busy as the machine was during ordo's HTTP
+        // appends: a closed loop that waits for fsyncs leaves cores idle (the durable floor
+        // below, a server that does nothing else, keeps about as many busy).
+        let ceiling_at_busy = machine_busy * 1e6 / (floor_us + local_machine_us).max(1e-9);
         report.rows.push(Row {
             phase: leak(format!(
                 "  loopback HTTP floor, {clients} clients (answers 201, no ledger)"
@@ -174,6 +178,8 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
                 "http_ceiling_events_per_s": round2(ceiling),
                 "http_ceiling_ratio": round2(ceiling / local_rate.max(1e-9)),
                 "http_ceiling": "min(the floor's requests/s, cores / (the floor's machine CPU per request + an in-process append's)) / in-process events/s",
+                "http_ceiling_at_cores_busy_ratio": round2(ceiling_at_busy / local_rate.max(1e-9)),
+                "http_ceiling_at_cores_busy": "the cores the machine kept busy during ordo's HTTP appends / (the floor's machine CPU per request + an in-process append's) / in-process events/s",
             }),
         });
         let (durable, durable_elapsed, durable_busy, durable_syncs) = durable;
