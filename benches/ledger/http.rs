@@ -161,6 +161,9 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         // appends: a closed loop that waits for fsyncs leaves cores idle (the durable floor
         // below, a server that does nothing else, keeps about as many busy).
         let ceiling_at_busy = machine_busy * 1e6 / (floor_us + local_machine_us).max(1e-9);
+        // And with as many cores busy as during the in-process appends: then the ratio is
+        // what an in-process append costs the machine over that plus the floor's request.
+        let ceiling_at_in_process_busy = local_machine_us / (floor_us + local_machine_us).max(1e-9);
         report.rows.push(Row {
             phase: leak(format!(
                 "  loopback HTTP floor, {clients} clients (answers 201, no ledger)"
@@ -180,6 +183,8 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
                 "http_ceiling": "min(the floor's requests/s, cores / (the floor's machine CPU per request + an in-process append's)) / in-process events/s",
                 "http_ceiling_at_cores_busy_ratio": round2(ceiling_at_busy / local_rate.max(1e-9)),
                 "http_ceiling_at_cores_busy": "the cores the machine kept busy during ordo's HTTP appends / (the floor's machine CPU per request + an in-process append's) / in-process events/s",
+                "http_ceiling_at_in_process_cores_busy_ratio": round2(ceiling_at_in_process_busy),
+                "http_ceiling_at_in_process_cores_busy": "an in-process append's machine CPU / (the floor's machine CPU per request + an in-process append's): the ratio if HTTP appends kept the cores as busy as in-process appends do",
             }),
         });
         let (durable, durable_elapsed, durable_busy, durable_syncs) = durable;
