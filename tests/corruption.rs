@@ -406,6 +406,25 @@ fn a_manifest_edit_torn_by_a_power_cut_is_cut_off_and_loses_nothing() {
     let unwritten = (whole.len() + 8).div_ceil(512) * 512;
     torn[unwritten..].fill(0);
     fs::write(&manifest, &torn).expect("tear the MANIFEST");
+    // A reader writes nothing: it names the tear and the way out (a command that writes),
+    // as an operational error, not as damage (RocksDB alone says "Corruption", exit 5).
+    for args in [&["verify"][..], &["state", "W-1"]] {
+        let out = ordo_at(&l.dir(), args).output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("torn by a power cut")
+                && stderr.contains(current.trim_end())
+                && stderr.contains("ordo rebuild"),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed a result");
+    }
+    assert_eq!(
+        fs::read(&manifest).expect("MANIFEST"),
+        torn,
+        "readers changed it"
+    );
     l.append("AFTER", "order_placed", PLACED);
     let copy = l
         .dir()

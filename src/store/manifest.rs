@@ -20,6 +20,10 @@
 //! (`torn-MANIFEST-NNNNNN-at-OFFSET`), then cuts the tail off and syncs. Anything else
 //! unreadable, a flipped byte in the last edit included (it was synced, and RocksDB may
 //! have deleted the logs it replaced), is damage, left for RocksDB to refuse as before.
+//!
+//! A reader writes nothing, so it cannot cut; `torn_tail` finds the tear without changing
+//! anything, and a reader refused by RocksDB uses it to say what happened and what to run
+//! (`Store::open_with_recovery`): an operational step, not damage.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -36,10 +40,21 @@ pub struct TornManifest {
     pub offset: u64,
 }
 
-/// Checks the MANIFEST that `CURRENT` names in `dir`; a torn tail is copied aside and cut
-/// off (see the module docs). `None` when it reads whole, is damaged, or there is none yet.
-/// Only for a writer, holding the ledger's lock.
-pub fn cut_torn_tail(dir: &Path) -> std::io::Result<Option<TornManifest>> {
+/// A MANIFEST whose last record was torn by a power cut (see the module docs), found by
+/// `torn_tail` and not yet cut.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The MANIFEST that `CURRENT` names.
+    pub path: PathBuf,
+    /// Where its first unreadable record begins.
+    pub offset: u64,
+    /// Why that record does not read.
+    pub reason: String,
+}
+
+/// Checks the MANIFEST that `CURRENT` names in `dir`, changing nothing: its tail torn by a
+/// power cut, or `None` when it reads whole, is damaged, or there is none yet.
+pub fn torn_tail(dir: &Path) -> std::io::Result<Option<TornTail>> {
     let current = match fs::read_to_string(dir.join("CURRENT")) {
         Ok(current) => current,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -60,6 +75,29 @@ pub fn cut_torn_tail(dir: &Path) -> std::io::Result<Option<TornManifest>> {
         // edit, which was synced and may have been acted on), refused by RocksDB as before.
         return Ok(None);
     }
+    Ok(Some(TornTail {
+        path,
+        offset,
+        reason,
+    }))
+}
+
+/// Checks the MANIFEST that `CURRENT` names in `dir`; a torn tail is copied aside and cut
+/// off (see the module docs). `None` when it reads whole, is damaged, or there is none yet.
+/// Only for a writer, holding the ledger's lock.
+pub fn cut_torn_tail(dir: &Path) -> std::io::Result<Option<TornManifest>> {
+    let Some(TornTail {
+        path,
+        offset,
+        reason,
+    }) = torn_tail(dir)?
+    else {
+        return Ok(None);
+    };
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let copy = dir.join(format!("torn-{name}-at-{offset}"));
     fs::copy(&path, &copy)?;
     fs::File::open(&copy)?.sync_all()?;
@@ -149,6 +187,20 @@ mod tests {
             None,
             "a second open finds it whole"
         );
+    }
+
+    #[test]
+    fn finding_a_torn_tail_changes_nothing() {
+        let whole_edits = edits(&[b"first edit"]);
+        let manifest = torn_after(&whole_edits);
+        let dir = ledger_dir(&manifest);
+        let torn = torn_tail(dir.path())
+            .expect("readable")
+            .expect("a torn tail");
+        assert_eq!(torn.offset, whole_edits.len() as u64);
+        assert_eq!(torn.path, dir.path().join("MANIFEST-000005"));
+        assert_eq!(fs::read(&torn.path).expect("MANIFEST"), manifest);
+        assert_eq!(fs::read_dir(dir.path()).expect("dir").count(), 2, "no copy");
     }
 
     #[test]
