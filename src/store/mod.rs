@@ -147,17 +147,16 @@ const INFO_LOGS_KEPT: usize = 10;
 /// Why a reader cannot open a ledger whose MANIFEST ends in an edit torn by a power cut:
 /// a writer cuts that edit off before it opens (`manifest`), a reader writes nothing. Not
 /// damage (exit 5) but a step to take (exit 1). Looked for only once RocksDB has refused
-/// the open, so a reader's open reads nothing more when the ledger is whole.
-fn torn_manifest_for_reader(path: &Path) -> Result<Option<Error>> {
-    let torn = manifest::torn_tail(path).map_err(|e| Error::io(path, e))?;
-    Ok(torn.map(|torn| {
-        Error::Storage(format!(
-            "the last edit of {} (from byte {}: {}) was torn by a power cut and never took effect; a reader changes nothing, so it cannot set it aside: run a command that opens the ledger for writing (`ordo rebuild` does, and writes nothing else when the projections are right), which keeps a copy of the file, cuts the edit off and loses nothing acknowledged (docs/reliability.md)",
-            torn.path.display(),
-            torn.offset,
-            torn.reason
-        ))
-    }))
+/// the open, so a reader's open reads nothing more when the ledger is whole; if the look
+/// itself cannot read the file, RocksDB's refusal stands.
+fn torn_manifest_for_reader(path: &Path) -> Option<Error> {
+    let torn = manifest::torn_tail(path).ok()??;
+    Some(Error::Storage(format!(
+        "the last edit of {} (from byte {}: {}) was torn by a power cut and never took effect; a reader changes nothing, so it cannot set it aside: run a command that opens the ledger for writing (`ordo rebuild` does, and writes nothing else when the projections are right), which keeps a copy of the file, cuts the edit off and loses nothing acknowledged (docs/reliability.md)",
+        torn.path.display(),
+        torn.offset,
+        torn.reason
+    )))
 }
 
 fn storage(e: rocksdb::Error) -> Error {
@@ -277,7 +276,7 @@ impl Store {
         let (db, secondary) = match open_db(path, access, db_opts, cfs) {
             Ok(opened) => opened,
             Err(Error::Damaged(refusal)) if !access.writes() => {
-                return Err(torn_manifest_for_reader(path)?.unwrap_or(Error::Damaged(refusal)));
+                return Err(torn_manifest_for_reader(path).unwrap_or(Error::Damaged(refusal)));
             }
             Err(e) => return Err(e),
         };
