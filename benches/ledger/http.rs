@@ -57,46 +57,13 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         server.stop()?;
         // The same clients against a server that does nothing but answer: what loopback
         // TCP and an HTTP exchange cost this machine per request, without a ledger.
-        let floor = {
-            let server = http_load::FloorServer::start(None)?;
-            let machine = MachineCpu::start()?;
-            let started = Instant::now();
-            let latencies = http_load::post_load(
-                &server.url,
-                "/v1/events",
-                clients,
-                deadline(),
-                http_body(clients),
-            )?;
-            let elapsed = started.elapsed();
-            server.stop()?;
-            (Latencies::new(latencies), elapsed, machine.cores_busy()?)
-        };
+        let (floor, floor_elapsed, floor_busy, _) = floor_load(None, clients, deadline())?;
         // And against a server that answers each request only once its body is durable in
         // a plain file (one syncing thread, group commit): what any durable HTTP server
         // can reach on this machine and device, with nothing of a ledger.
-        let durable = {
-            let log = dir.join(format!("http-floor-{clients}.log"));
-            let server = http_load::FloorServer::start(Some(&log))?;
-            let machine = MachineCpu::start()?;
-            let started = Instant::now();
-            let latencies = http_load::post_load(
-                &server.url,
-                "/v1/events",
-                clients,
-                deadline(),
-                http_body(clients),
-            )?;
-            let elapsed = started.elapsed();
-            let syncs = server.stop()?;
-            std::fs::remove_file(&log)?;
-            (
-                Latencies::new(latencies),
-                elapsed,
-                machine.cores_busy()?,
-                syncs,
-            )
-        };
+        let log = dir.join(format!("http-floor-{clients}.log"));
+        let durable = floor_load(Some(&log), clients, deadline())?;
+        std::fs::remove_file(&log)?;
         let http = Latencies::new(latencies);
         let (local, local_elapsed, local_cpu, local_machine_busy) = local;
         let per_event_us = |cpu: f64, events: usize| round2(cpu * 1e6 / events.max(1) as f64);
@@ -146,7 +113,6 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         // What the machine can do at most: each HTTP append costs at least what the floor
         // spends on a request plus what an in-process append costs, both in the whole
         // machine's CPU; with every core busy, that bounds the events/s.
-        let (floor, floor_elapsed, floor_busy) = floor;
         let floor_us = cpu_us_per(floor_busy, floor_elapsed.as_secs_f64(), floor.len() as u64);
         let local_machine_us = cpu_us_per(
             local_machine_busy,
@@ -216,6 +182,34 @@ pub(super) fn http_appends(dir: &Path, args: &Args, report: &mut Report) -> Resu
         });
     }
     Ok(())
+}
+
+/// The load generator's `clients` against a `FloorServer` (durable in `log` when given)
+/// until `deadline`: the latencies, the time taken, the cores the machine kept busy, and
+/// the server's fdatasync calls.
+fn floor_load(
+    log: Option<&Path>,
+    clients: usize,
+    deadline: Instant,
+) -> Result<(Latencies, Duration, f64, u64)> {
+    let server = http_load::FloorServer::start(log)?;
+    let machine = MachineCpu::start()?;
+    let started = Instant::now();
+    let latencies = http_load::post_load(
+        &server.url,
+        "/v1/events",
+        clients,
+        deadline,
+        http_body(clients),
+    )?;
+    let elapsed = started.elapsed();
+    let syncs = server.stop()?;
+    Ok((
+        Latencies::new(latencies),
+        elapsed,
+        machine.cores_busy()?,
+        syncs,
+    ))
 }
 
 /// The server's writer counters (`/metrics`): commits, syncs and events, and the events

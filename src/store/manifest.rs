@@ -167,6 +167,17 @@ mod tests {
         dir
     }
 
+    /// `cut_torn_tail` finds nothing to cut in `manifest` and leaves it as it is.
+    fn assert_left_alone(manifest: &[u8], why: &str) {
+        let dir = ledger_dir(manifest);
+        assert_eq!(cut_torn_tail(dir.path()).expect("readable"), None, "{why}");
+        assert_eq!(
+            fs::read(dir.path().join("MANIFEST-000005")).expect("manifest"),
+            manifest,
+            "{why}"
+        );
+    }
+
     #[test]
     fn a_torn_last_record_is_copied_aside_and_cut_off() {
         let whole_edits = edits(&[b"first edit", b"second edit"]);
@@ -207,13 +218,7 @@ mod tests {
     fn damage_with_whole_records_after_it_is_left_alone() {
         let mut manifest = torn_after(&edits(&[b"first edit"]));
         manifest.extend(edits(&[b"a later edit"]));
-        let dir = ledger_dir(&manifest);
-        assert_eq!(cut_torn_tail(dir.path()).expect("readable"), None);
-        assert_eq!(
-            fs::read(dir.path().join("MANIFEST-000005")).expect("manifest"),
-            manifest,
-            "a damaged MANIFEST is never cut short"
-        );
+        assert_left_alone(&manifest, "a damaged MANIFEST is never cut short");
     }
 
     #[test]
@@ -221,13 +226,7 @@ mod tests {
         let mut manifest = edits(&[b"first edit", &[7u8; 1000]]);
         let last = manifest.len() - 1;
         manifest[last] ^= 0xff;
-        let dir = ledger_dir(&manifest);
-        assert_eq!(cut_torn_tail(dir.path()).expect("readable"), None);
-        assert_eq!(
-            fs::read(dir.path().join("MANIFEST-000005")).expect("manifest"),
-            manifest,
-            "a synced edit may have been acted on: never cut"
-        );
+        assert_left_alone(&manifest, "a synced edit may have been acted on: never cut");
     }
 
     #[test]
